@@ -1,0 +1,75 @@
+"""The ``facefeat`` command line: parses, validates and composes; no logic of its own.
+
+Each area of the library contributes its subcommands through a small ``cli`` module with an
+``add_commands(subparsers)`` function; those modules import nothing heavy at import time, so
+``facefeat --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from facefeat._version import __version__
+from facefeat.errors import FacefeatError
+
+#: Modules that add subcommands, in help order. A module that is not there yet is skipped.
+COMMAND_MODULES = (
+    "facefeat.engine.cli",  # extract, plugins, inspect
+    "facefeat.models.cli",  # models list|pull|verify|convert
+    "facefeat.survival.cli",  # fit, evaluate, predict
+    "facefeat.training.cli",  # train generator|encoder
+    "facefeat.explain.cli",  # explain, simulate
+    "facefeat.report.cli",  # report
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every area's subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="facefeat",
+        description="Portrait photos to prognostic features and survival predictions.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'facefeat COMMAND --help' for a command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"facefeat {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.add_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``facefeat`` script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose + 1, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except FacefeatError as exc:
+        print(f"facefeat {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished parts are kept, re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
