@@ -212,7 +212,10 @@ class Registry:
 
     def create(self, name: str, config: Mapping[str, Any] | None = None) -> Extractor:
         """Instantiate extractor ``name`` with a validated, defaults-filled config."""
-        return self.info(name).cls(self.resolve_config(name, config))
+        info = self.info(name)
+        extractor = info.cls(self.resolve_config(name, config))
+        extractor._facefeat_info = info  # plugin and distribution, for provenance
+        return extractor
 
 
 def validate_config(schema: Mapping[str, Any], config: Mapping[str, Any], *, where: str, prefix: str = "") -> dict[str, Any]:

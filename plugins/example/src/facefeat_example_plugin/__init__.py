@@ -1,0 +1,3 @@
+"""An example third-party facefeat plugin."""
+
+__version__ = "0.1.0"
