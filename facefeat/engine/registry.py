@@ -15,6 +15,7 @@ Environment variables (read when the manager is built):
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import os
 import re
 from dataclasses import dataclass
@@ -69,11 +70,18 @@ def get_plugin_manager(
         for name in _split_env(env.get(ENV_BLOCK)):
             pm.set_blocked(name)
         allow = _split_env(env.get(ENV_ALLOW))
-        if allow:
-            for name in allow:
+        names = sorted({ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)})
+        for name in names:
+            if allow and name not in allow:
+                continue
+            # One entry point at a time, so a broken plugin is named in the error.
+            try:
                 pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
-        else:
-            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {name!r} (entry point group {ENTRY_POINT_GROUP!r}) failed to load: "
+                    f"{type(exc).__name__}: {exc}. Fix or uninstall it, or skip it with {ENV_BLOCK}={name}"
+                ) from exc
     for plugin in plugins:
         pm.register(plugin)
     try:

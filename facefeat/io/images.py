@@ -176,7 +176,8 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         try:
             img = Image.open(io.BytesIO(data))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageDecodeError("too_large", f"image exceeds the pixel limit ({exc})") from None
+            raise ImageDecodeError("too_large", f"image exceeds the pixel limit, refused from its header "
+                                                f"without decoding ({exc})") from None
         except UnidentifiedImageError:
             head = data[:16]
             kind = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "unknown binary"

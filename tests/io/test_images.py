@@ -1,0 +1,95 @@
+"""Decoding: every format and mode to upright RGB, and per-image statuses for bad files."""
+
+import resource
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facefeat.io.images import ImageDecodeError, decode_image, read_and_decode
+from tests.io.bad_inputs import FACE_JPEG, make_bad_inputs, png_bomb
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad")
+    return folder, make_bad_inputs(folder)
+
+
+def _decode_status(path):
+    try:
+        read_and_decode(path)
+        return "ok"
+    except ImageDecodeError as exc:
+        return exc.status
+
+
+def test_decode_statuses(bad):
+    folder, expected = bad
+    for name, status in expected.items():
+        want = "ok" if status in ("ok", "no_face") else status
+        assert _decode_status(folder / name) == want, name
+
+
+@pytest.mark.parametrize("name,fragment", [
+    ("zero_bytes.jpg", "empty"),
+    ("truncated.jpg", "truncated"),
+    ("text_named.jpg", "not an image"),
+    ("bomb.png", "exceeds the (pixel )?limit"),
+])
+def test_decode_error_messages(bad, name, fragment):
+    folder, _ = bad
+    with pytest.raises(ImageDecodeError, match=fragment):
+        read_and_decode(folder / name)
+
+
+def test_format_sniffed_from_content(bad):
+    folder, _ = bad
+    decoded = read_and_decode(folder / "jpeg_named.png")
+    assert decoded.format == "JPEG"
+
+
+def test_modes_become_rgb_uint8(bad):
+    folder, _ = bad
+    ref = np.asarray(Image.open(FACE_JPEG).convert("RGB"), dtype=np.int16)
+    for name in ("cmyk.jpg", "gray16.png", "rgba.png"):
+        d = read_and_decode(folder / name)
+        assert d.rgb.dtype == np.uint8 and d.rgb.ndim == 3 and d.rgb.shape[2] == 3, name
+        assert d.rgb.shape[:2] == ref.shape[:2], name
+    gray = read_and_decode(folder / "gray16.png").rgb.astype(np.int16)
+    luma = np.asarray(Image.open(FACE_JPEG).convert("L"), dtype=np.int16)
+    assert np.abs(gray[..., 0] - luma).max() <= 1  # 16-bit scaled, not clipped to white
+    assert read_and_decode(folder / "rgba.png").alpha_composited
+    cmyk = read_and_decode(folder / "cmyk.jpg").rgb.astype(np.int16)
+    assert np.abs(cmyk - ref).mean() < 6  # colours survive the CMYK round trip
+
+
+def test_exif_orientation_applied(bad):
+    folder, _ = bad
+    d = read_and_decode(folder / "exif_rotated.jpg")
+    ref = np.asarray(Image.open(FACE_JPEG).convert("RGB"), dtype=np.int16)
+    assert d.exif_orientation == 6
+    assert d.rgb.shape == ref.shape  # upright again
+    assert np.abs(d.rgb.astype(np.int16) - ref).mean() < 4
+
+
+def test_decompression_bomb_keeps_memory_low():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ImageDecodeError) as info:
+        decode_image(png_bomb(100_000, 100_000))  # 10 G pixels claimed
+    assert info.value.status == "too_large"
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 50
+
+
+def test_palette_and_16bit_rgb(tmp_path):
+    pal = Image.new("P", (16, 16))
+    pal.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    pal.putpixel((3, 3), 1)
+    pal.save(tmp_path / "p.png")
+    rgb = read_and_decode(tmp_path / "p.png").rgb
+    assert tuple(rgb[3, 3]) == (255, 0, 0) and tuple(rgb[0, 0]) == (0, 0, 0)
+    Image.new("RGB", (10, 10), (1, 2, 3)).save(tmp_path / "a.tif")
+    Image.new("RGB", (10, 10), (1, 2, 3)).save(tmp_path / "a.webp", lossless=True)
+    for name in ("a.tif", "a.webp"):
+        assert tuple(read_and_decode(tmp_path / name).rgb[5, 5]) == (1, 2, 3)
