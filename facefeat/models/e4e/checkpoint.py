@@ -422,6 +422,12 @@ def e4e_from_checkpoint(
     )
 
 
+def _to_cpu(t: torch.Tensor) -> torch.Tensor:
+    # meta tensors (key-only checkpoints, used in tests) are written as they are
+    t = t.detach()
+    return t if t.device.type == "meta" else t.cpu()
+
+
 def save_e4e_checkpoint(
     path: str | os.PathLike,
     encoder: Encoder4Editing,
@@ -437,16 +443,16 @@ def save_e4e_checkpoint(
     ``start_from_latent_avg`` are filled in when absent. Tensors are written from the CPU.
     """
     path = Path(path)
-    sd: dict[str, torch.Tensor] = {f"encoder.{k}": v.detach().cpu() for k, v in encoder.state_dict().items()}
+    sd: dict[str, torch.Tensor] = {f"encoder.{k}": _to_cpu(v) for k, v in encoder.state_dict().items()}
     for k, v in (decoder_state_dict or {}).items():
-        sd[f"decoder.{k}"] = v.detach().cpu()
+        sd[f"decoder.{k}"] = _to_cpu(v)
     opts = dict(opts or {})
     opts.setdefault("stylegan_size", encoder.resolution)
     opts.setdefault("encoder_type", "Encoder4Editing")
     opts.setdefault("start_from_latent_avg", latent_avg is not None)
     ckpt: dict[str, Any] = {"state_dict": sd, "opts": opts}
     if latent_avg is not None:
-        ckpt["latent_avg"] = latent_avg.detach().cpu()
+        ckpt["latent_avg"] = _to_cpu(latent_avg)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
