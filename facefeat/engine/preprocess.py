@@ -44,6 +44,11 @@ ALIGN_CONFIG_SCHEMA: dict[str, Any] = {
         "transform_size_factor": {"type": "integer", "minimum": 1, "maximum": 8, "default": 4,
                                   "description": "FFHQ transform_size = factor * output_size (FFHQ: 4096 for 1024)"},
         "enable_padding": {"type": "boolean", "default": True},
+        "sizes": {"type": "array", "items": {"enum": [64, 128, 256, 512, 1024]}, "default": [],
+                  "description": "also make aligned crops at these sizes (kept in the cache, e.g. to train a "
+                                 "generator), besides those the extractors need"},
+        "cache": {"type": "boolean", "default": True,
+                  "description": "keep aligned crops in a content-addressed cache (cache_dir)"},
     },
 }
 
@@ -119,7 +124,8 @@ class Preprocessor:
         models = {"shape_predictor_68": DLIB_MODEL_SHA256["shape_predictor_68"]}
         if self.face_config["detector"] == "cnn":
             models["cnn_face_detector"] = DLIB_MODEL_SHA256["cnn_face_detector"]
-        return {"face": dict(self.face_config), "align": dict(self.align_config),
+        align = {k: v for k, v in self.align_config.items() if k != "cache"}  # caching changes no pixel
+        return {"face": dict(self.face_config), "align": align,
                 "aligned_sizes": list(self.aligned_sizes), "models_sha256": models,
                 "decode": "Pillow; EXIF orientation applied; 16-bit scaled to 8-bit; alpha composited on white"}
 

@@ -107,9 +107,9 @@ def plan_run(config: dict[str, Any], *, registry: Registry | None = None) -> Pla
 
                 raise ModelError(f"extractor {ext.name!r}: model file {label} = {path} does not exist")
     requires = [ext.requires() for ext in extractors]
-    sizes = sorted({s for r in requires for s in r.aligned_sizes})
+    sizes = sorted({s for r in requires for s in r.aligned_sizes} | set(config["align"]["sizes"]))
     out = Path(config["out"])
-    cache_dir = config["cache_dir"] or str(out / ".cache" / "aligned")
+    cache_dir = (config["cache_dir"] or str(out / ".cache" / "aligned")) if config["align"]["cache"] else None
     inputs = load_inputs(config["input"], subject_from=config["subject_from"], recursive=config["recursive"])
     preprocess = dict(face=config["face"], align=config["align"], aligned_sizes=sizes,
                       keep_original=any(r.original for r in requires), cache_dir=cache_dir)
