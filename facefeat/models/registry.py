@@ -487,3 +487,78 @@ def validate_entry(entry: ModelEntry) -> list[str]:
         if not _SHA256_RE.match(mirror.sha256):
             problems.append(f"mirror hash from {mirror.source} is not a sha256")
     return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Checking cached files
+# --------------------------------------------------------------------------------------------
+
+
+def recorded_sha256_path(path: str | os.PathLike) -> Path:
+    """``<file>.sha256``: the hash recorded when ``pull`` installed the file (sha256sum format)."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def write_recorded_sha256(path: str | os.PathLike, digest: str) -> None:
+    """Record ``digest`` next to ``path`` (``<digest>  <name>``, as ``sha256sum`` writes it)."""
+    path = Path(path)
+    recorded_sha256_path(path).write_text(f"{digest}  {path.name}\n", encoding="utf-8")
+
+
+def recorded_sha256(path: str | os.PathLike) -> str | None:
+    """The hash recorded at download time, or None (file placed by hand, or unreadable record)."""
+    try:
+        text = recorded_sha256_path(path).read_text(encoding="utf-8").split()
+    except OSError:
+        return None
+    return text[0] if text and _SHA256_RE.match(text[0]) else None
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    """Result of :func:`check_cached`.
+
+    ``status`` is ``ok`` (matches the published sha256), ``mismatch`` (differs from the
+    published sha256, or from the hash recorded at download time), ``missing`` (not in the
+    cache) or ``unverified`` (present, no published sha256 to compare with).
+    """
+
+    name: str
+    status: str
+    path: Path
+    sha256: str | None
+    detail: str
+
+
+def check_cached(name_or_entry: str | ModelEntry) -> CacheStatus:
+    """Re-hash a cached model and compare it with what is known about it."""
+    from facefeat.io.hashing import sha256_file
+
+    entry = _entry(name_or_entry)
+    path = cache_path(entry)
+    if not path.is_file():
+        part = path.with_name(path.name + ".part")
+        extra = f"; a partial download ({part.stat().st_size} bytes) is waiting in {part.name}" if part.is_file() else ""
+        return CacheStatus(entry.name, "missing", path, None, f"run 'facefeat models pull {entry.name}'{extra}")
+    digest = sha256_file(path)
+    recorded = recorded_sha256(path)
+    if entry.sha256:
+        if digest == entry.sha256:
+            return CacheStatus(entry.name, "ok", path, digest, "matches the published sha256")
+        return CacheStatus(
+            entry.name, "mismatch", path, digest,
+            f"expected {entry.sha256}, got {digest}; delete the file and pull it again",
+        )
+    if recorded and recorded != digest:
+        return CacheStatus(
+            entry.name, "mismatch", path, digest,
+            f"changed since download: recorded {recorded}, now {digest}; pull it again with --force",
+        )
+    notes = ["no published sha256"]
+    if recorded:
+        notes.append("unchanged since download")
+    same = [m.source for m in entry.mirror_hashes if m.sha256 == digest]
+    if same:
+        notes.append(f"same bytes as third-party copies ({len(same)}): {same[0]}")
+    return CacheStatus(entry.name, "unverified", path, digest, "; ".join(notes))
