@@ -221,7 +221,7 @@ def test_psp_encoder_type_is_rejected(tmp_path, official_ckpt):
 
 
 def test_missing_and_foreign_files(tmp_path):
-    with pytest.raises(ModelError, match="not found.*models pull e4e_ffhq_encode"):
+    with pytest.raises(ModelError, match="not found.*models pull e4e-ffhq-encode"):
         load_e4e(tmp_path / "absent.pt")
     with pytest.raises(ModelError, match="not an e4e checkpoint"):
         load_e4e(_save(tmp_path, {"g_ema": {}}))

@@ -43,7 +43,7 @@ from facefeat.models.e4e.network import (
 #: weights were trained on FFHQ (CC BY-NC-SA 4.0: non-commercial, share-alike) and include a
 #: rosinality-converted StyleGAN2 FFHQ generator (NVIDIA weights, non-commercial).
 E4E_FFHQ_ENCODE: dict[str, Any] = {
-    "name": "e4e_ffhq_encode",
+    "name": "e4e-ffhq-encode",  # as in facefeat.models.registry
     "filename": "e4e_ffhq_encode.pt",
     "url": "https://drive.google.com/file/d/1cUv_reLE6k3604or78EranS7XzuVMWeO/view?usp=sharing",
     "sha256": None,  # not published by the authors; pin it once a copy has been verified
@@ -137,7 +137,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ModelError(
-            f"e4e checkpoint not found: {path}. Download it (facefeat models pull e4e_ffhq_encode) "
+            f"e4e checkpoint not found: {path}. Download it (facefeat models pull e4e-ffhq-encode) "
             f"or put the file there by hand, then pass its path."
         )
     try:
