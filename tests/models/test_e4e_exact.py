@@ -126,3 +126,25 @@ def test_tiny_encoder_reproduces_official_codes(tiny_keys, tiny_sd):
     stats = tiny_keys["stats"]
     assert math.isclose(float(codes.mean()), stats["codes_mean"], abs_tol=1e-4)
     assert math.isclose(float(codes.std()), stats["codes_std"], rel_tol=1e-4)
+
+
+@pytest.mark.slow
+def test_checkpoint_file_to_codes_end_to_end(tmp_path, tiny_sd):
+    """Official layout on disk (~600 MB) -> load_e4e (weights_only, strict) -> encode(+latent_avg)."""
+    from facefeat.models.e4e import load_e4e
+
+    ckpt = {
+        "state_dict": {f"encoder.{k}": v for k, v in tiny_sd.items()},
+        "opts": {"stylegan_size": 64, "encoder_type": "Encoder4Editing", "start_from_latent_avg": True},
+        "latent_avg": torch.from_numpy(np.load(DATA / "latent_avg.npy")),
+    }
+    path = tmp_path / "tiny_e4e.pt"
+    torch.save(ckpt, path)
+    del ckpt
+    try:
+        ck = load_e4e(path, num_ws=10)
+    finally:
+        path.unlink()  # pytest keeps tmp dirs of recent runs; do not leave 600 MB behind
+    assert ck.decoder_state_dict == {}
+    codes = encode(ck.encoder, fixture_input(), latent_avg=ck.latent_avg, normalized=True, batch_size=2)
+    np.testing.assert_allclose(codes.numpy(), np.load(DATA / "codes_plus_latent_avg.npy"), **TOL)
