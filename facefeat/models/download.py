@@ -250,7 +250,8 @@ def _fetch_once(
 def _chunks(response: http.client.HTTPResponse) -> Iterator[bytes]:
     while True:
         try:
-            chunk = response.read(_CHUNK)
+            # read1: whatever has arrived (up to _CHUNK), so a stall or a drop loses no received bytes
+            chunk = response.read1(_CHUNK)
         except http.client.IncompleteRead as exc:
             if exc.partial:
                 yield exc.partial
