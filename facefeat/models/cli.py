@@ -234,12 +234,18 @@ def _import_attr(module: str, names: tuple[str, ...]) -> tuple[object | None, st
     return None, f"{module} has no {' / '.join(names)} function yet"
 
 
-def _call_with_device(func, path: Path):
+def _call_loader(func, path: Path, entry):
+    """Call a loader with the keywords it accepts (device="cpu"; num_ws for the e4e check)."""
     try:
-        accepts_device = "device" in inspect.signature(func).parameters
+        params = inspect.signature(func).parameters
     except (TypeError, ValueError):
-        accepts_device = False
-    return func(path, device="cpu") if accepts_device else func(path)
+        params = {}
+    kwargs = {}
+    if "device" in params:
+        kwargs["device"] = "cpu"
+    if "num_ws" in params and entry.config.get("num_ws"):
+        kwargs["num_ws"] = int(entry.config["num_ws"])
+    return func(path, **kwargs)
 
 
 def _deep_check(entry, path: Path) -> tuple[bool, str]:
@@ -251,7 +257,7 @@ def _deep_check(entry, path: Path) -> tuple[bool, str]:
     if loader is None:
         return False, f"unavailable: {info}"
     try:
-        model = _call_with_device(loader, path)
+        model = _call_loader(loader, path, entry)
     except Exception as exc:  # report any loader failure as this file's result
         return False, f"FAILED: {type(exc).__name__}: {exc}"
     resolution = next(
