@@ -337,6 +337,17 @@ def landmark_features_batch(points: ArrayLike) -> dict[str, np.ndarray]:
         ``points`` does not have shape ``(B, 68, 2)``.
     """
     p = _as_batch(points)
+    valid = np.isfinite(p).all(axis=(1, 2))
+    valid[valid] = interocular_distance(p[valid]) > 0
+    out = {name: np.full(len(p), np.nan) for name in FEATURE_NAMES}
+    if valid.any():
+        for name, values in _features(p[valid]).items():
+            out[name][valid] = values
+    return out
+
+
+def _features(p: np.ndarray) -> dict[str, np.ndarray]:
+    """All features of valid faces (finite points, distinct eye centres)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         q = face_frame(p)
         f: dict[str, np.ndarray] = {}
