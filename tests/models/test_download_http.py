@@ -336,3 +336,14 @@ def test_cli_pull_failure_exit_code(server, home, monkeypatch, capsys):
     monkeypatch.setattr(registry, "REGISTRY", MappingProxyType({**registry.REGISTRY, entry.name: entry}))
     assert main(["models", "pull", "tiny-test", "--no-progress"]) == 2
     assert "HTTP error 404" in capsys.readouterr().err
+
+
+def test_concurrent_download_of_the_same_file_is_refused(server, tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    dest = tmp_path / "model.bin"
+    with open(tmp_path / "model.bin.lock", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # "another process"
+        with pytest.raises(ModelError, match="another process is downloading"):
+            _get(server, dest)
+    assert server.state.requests == []
+    assert _get(server, dest, sha256=PAYLOAD_SHA256) == PAYLOAD_SHA256  # free again
