@@ -1,0 +1,1 @@
+"""StyleGAN2 (config-e/f) in pure PyTorch."""
