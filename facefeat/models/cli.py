@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
-import sys
 from pathlib import Path
 
 _RAW = argparse.RawDescriptionHelpFormatter
@@ -288,5 +287,5 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     if args.src in REGISTRY:
         lic = REGISTRY[args.src].licence
         note = " (non-commercial: research or evaluation only)" if lic.non_commercial else ""
-        print(f"The converted weights keep the licence of {args.src}: {lic.short}{note}", file=sys.stdout)
+        print(f"The converted weights keep the licence of {args.src}: {lic.short}{note}")
     return 0

@@ -42,6 +42,8 @@ USER_AGENT = f"facefeat/{__version__} (model download; python-urllib)"
 _CHUNK = 256 * 1024
 _CONTENT_RANGE_RE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE_RE = re.compile(r"bytes\s+\*/(\d+)")
+#: Server answers worth retrying (with backoff) rather than giving up on the URL.
+_TRANSIENT_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class _Interrupted(Exception):
@@ -105,9 +107,10 @@ def download(
     Raises
     ------
     ModelError
-        No URL delivered the file (each URL's reason is listed), the transfer stayed
-        interrupted after ``retries`` resumes (the part file is kept for the next call), or the
-        hash or size did not match (the part file is deleted).
+        No URL delivered the file: each URL's reason is listed (HTTP error, HTML page, no
+        connection, or a transfer still interrupted after ``retries`` resumes, whose part file
+        is kept for the next call); or the hash or size did not match (the part file is
+        deleted).
     """
     url_list = [urls] if isinstance(urls, str) else list(urls)
     if not url_list:
@@ -153,8 +156,8 @@ def _fetch_with_retries(
         except _Interrupted as exc:
             if attempt >= retries:
                 have = part.stat().st_size if part.exists() else 0
-                raise ModelError(
-                    f"{url}: transfer interrupted ({exc}); gave up after {retries} resume(s). "
+                raise _UrlFailed(
+                    f"transfer interrupted ({exc}); gave up after {retries} retries. "
                     f"{have} bytes are kept in {part}: run the same command again to resume."
                 ) from None
             attempt += 1
@@ -187,6 +190,8 @@ def _fetch_once(
                     return  # the part file already holds the whole file
                 part.unlink()
                 raise _Interrupted("server refused to resume from the saved offset; starting again") from None
+            if exc.code in _TRANSIENT_HTTP:
+                raise _Interrupted(f"HTTP error {exc.code} {exc.reason}") from None
             raise _UrlFailed(f"HTTP error {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise _UrlFailed(f"cannot connect ({exc.reason})") from None

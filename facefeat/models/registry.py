@@ -179,8 +179,9 @@ E4E_FFHQ = Licence(
 # --------------------------------------------------------------------------------------------
 
 # NVIDIA 'stylegan2' config (stylegan2-ada-pytorch train.py cfg_specs): fmaps=1 ->
-# channel_base 32768, channel_max 512, 8 mapping layers, mbstd group 4; official networks run
-# with num_fp16_res=4, conv_clamp=256.
+# channel_base 32768, channel_max 512, 8 mapping layers, mbstd group 4. Runtime options
+# (num_fp16_res, conv_clamp) are not listed: they differ between networks trained with the
+# PyTorch code and TF networks converted by legacy.py, and the loader reads them from the pickle.
 _NVIDIA_1024 = MappingProxyType(
     {
         "resolution": 1024,
@@ -191,8 +192,6 @@ _NVIDIA_1024 = MappingProxyType(
         "channel_base": 32768,
         "channel_max": 512,
         "mbstd_group_size": 4,
-        "num_fp16_res": 4,
-        "conv_clamp": 256,
     }
 )
 
@@ -207,8 +206,6 @@ _NVIDIA_256 = MappingProxyType(
         "channel_base": 16384,
         "channel_max": 512,
         "mbstd_group_size": 8,
-        "num_fp16_res": 4,
-        "conv_clamp": 256,
     }
 )
 

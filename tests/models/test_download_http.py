@@ -12,7 +12,6 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import MappingProxyType
 
 import pytest
@@ -34,6 +33,7 @@ class _State:
         self.drops = 0  # responses still to cut off after CUT bytes (connection closed)
         self.stalls = 0  # responses still to stall after CUT bytes
         self.stall_headers = 0.0  # seconds to wait before answering at all
+        self.errors = 0  # requests still to answer with 503
         self.requests: list[str | None] = []  # Range header of each GET (None = no Range)
 
 
@@ -49,6 +49,10 @@ class _Handler(BaseHTTPRequestHandler):
         state.requests.append(rng)
         if self.path.endswith("/missing"):
             self.send_error(404, "Not Found")
+            return
+        if state.errors:
+            state.errors -= 1
+            self.send_error(503, "Service Unavailable")
             return
         if state.stall_headers:
             time.sleep(state.stall_headers)
@@ -347,3 +351,13 @@ def test_concurrent_download_of_the_same_file_is_refused(server, tmp_path):
             _get(server, dest)
     assert server.state.requests == []
     assert _get(server, dest, sha256=PAYLOAD_SHA256) == PAYLOAD_SHA256  # free again
+
+
+def test_transient_server_error_is_retried(server, tmp_path):
+    server.state.errors = 1  # one 503, then the file
+    dest = tmp_path / "model.bin"
+    assert _get(server, dest, sha256=PAYLOAD_SHA256, retries=1) == PAYLOAD_SHA256
+    assert server.state.requests == [None, None]
+    server.state.errors = 5
+    with pytest.raises(ModelError, match="HTTP error 503"):
+        _get(server, tmp_path / "other.bin", retries=2)
