@@ -397,8 +397,8 @@ def head_pose(
     Raises
     ------
     ValueError
-        Wrong ``points`` shape, unknown ``projection`` or a perspective fit without
-        ``image_size``.
+        Wrong ``points`` shape, degenerate points (non-finite or all coinciding), unknown
+        ``projection`` or a perspective fit without ``image_size``.
     """
     p = np.asarray(points, dtype=np.float64)
     if p.shape != (68, 2):
@@ -408,6 +408,8 @@ def head_pose(
     x3 = np.asarray(model.points, dtype=np.float64)
     x2 = p[list(model.landmark_index)]
     k = len(x3)
+    if not np.isfinite(x2).all() or np.ptp(x2, axis=0).max() <= 0:
+        raise ValueError("degenerate landmarks: the model points are not finite or all coincide")
 
     starts = []
     for init in (_affine_init(x3, x2), _frontal_init(x3, x2, p)):
@@ -465,18 +467,16 @@ def head_pose_batch(points: ArrayLike, **kwargs) -> dict[str, np.ndarray]:
     -------
     dict
         ``yaw``, ``pitch``, ``roll`` (degrees) and ``rmse`` (pixels), float64 arrays of shape
-        ``(B,)``. A face whose fit fails numerically gets NaN.
+        ``(B,)``. A face with degenerate landmarks, or whose fit fails numerically, gets NaN.
     """
     p = np.asarray(points, dtype=np.float64)
     if p.ndim != 3 or p.shape[1:] != (68, 2):
         raise ValueError(f"landmarks must have shape (B, 68, 2); got {p.shape}")
     out = {k: np.full(len(p), np.nan) for k in ("yaw", "pitch", "roll", "rmse")}
     for i, pts in enumerate(p):
-        if not np.isfinite(pts).all():
-            continue
         try:
             hp = head_pose(pts, **kwargs)
-        except np.linalg.LinAlgError:
+        except (ValueError, np.linalg.LinAlgError):
             continue
         out["yaw"][i], out["pitch"][i], out["roll"][i], out["rmse"][i] = hp.yaw, hp.pitch, hp.roll, hp.rmse
     return out
