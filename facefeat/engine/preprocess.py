@@ -79,15 +79,18 @@ class Preprocessor:
         Keep the upright RGB original on the :class:`Face` (an extractor asked for it).
     cache_dir : path, optional
         Content-addressed cache of aligned crops; ``None`` disables it.
+    align_workers : int, optional
+        Threads for the alignment warp (default: the usable CPUs, at most 4).
     """
 
     def __init__(self, face: dict, align: dict, *, aligned_sizes=(), keep_original: bool = False,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, align_workers: int | None = None) -> None:
         self.face_config = face
         self.align_config = align
         self.aligned_sizes = tuple(sorted(set(aligned_sizes)))
         self.keep_original = keep_original
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.align_workers = align_workers  # 1 inside worker processes: they already share the cores
         self._detector = None
         self._predictor = None
         self._cache = None
@@ -147,7 +150,8 @@ class Preprocessor:
         try:
             return self._face(record, rgb, diag)
         except Exception as exc:  # one bad image must not stop the run
-            log.exception("preprocessing failed for %s", record.path)
+            log.warning("preprocessing failed for %s: %s: %s", record.path, type(exc).__name__, exc)
+            log.debug("traceback", exc_info=True)
             return Preprocessed(record, "error", f"preprocessing failed: {type(exc).__name__}: {exc}", None, diag)
 
     def _face(self, record: ImageRecord, rgb: np.ndarray, diag: dict[str, Any]) -> Preprocessed:
@@ -185,7 +189,7 @@ class Preprocessor:
             if hit is not None:
                 return hit, ffhq_geometry(points).quad
         result = align_face(rgb, points, output_size=size, transform_size=transform_size,
-                            enable_padding=self.align_config["enable_padding"])
+                            enable_padding=self.align_config["enable_padding"], workers=self.align_workers)
         if key is not None:
             self.cache.put(key, result.image)
         return result.image, result.quad

@@ -220,7 +220,7 @@ def _worker_init(config: dict[str, Any], preprocess: dict[str, Any]) -> None:
     extractors = [registry.create(n, config[n]) for n in config["extractors"]]
     settings = Preprocessor(**preprocess).settings()
     fingerprints = {e.name: _fingerprint(e, settings) for e in extractors}
-    _WORKER = _ChunkWorker(extractors, Preprocessor(**preprocess), config["device"],
+    _WORKER = _ChunkWorker(extractors, Preprocessor(**preprocess, align_workers=1), config["device"],
                            Path(config["out"]) / PARTS_DIR, fingerprints)
 
 
