@@ -1,0 +1,407 @@
+"""``facefeat fit``, ``facefeat evaluate`` and ``facefeat predict``.
+
+Only argument parsing and composition live here; the work is done by
+:mod:`facefeat.survival`. Nothing heavy is imported at module level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("facefeat.survival")
+
+MODELS = ("coxph", "coxnet", "rsf", "gbsa", "deepsurv")
+
+FIT_EPILOG = """\
+examples:
+  facefeat fit --features runs/r1 --clinical clinical.csv --time os_months --event death \\
+      --model coxnet --fusion late --out models/faces_clinical
+  facefeat fit --features runs/r1 --clinical clinical.csv --covariates none --model deepsurv \\
+      --param hidden_layers=[64] --param dropout=0.3 --out models/faces_only
+
+writes MODEL_DIR/model.joblib, model.json (feature schema, settings, provenance) and
+fit_report.json / fit_report.md (what was dropped or imputed, fusion weights, coefficients).
+"""
+
+EVAL_EPILOG = """\
+examples:
+  # 5 x repeated 5-fold cross-validation of a model specification
+  facefeat evaluate --features runs/r1 --clinical clinical.csv --time os --event death \\
+      --model coxph --fusion late --folds 5 --repeats 5 --out results/cv_late
+  # nested CV: tune the ridge penalty inside each training fold
+  facefeat evaluate --clinical clinical.csv --time os --event death --model coxph \\
+      --grid alpha=0.01,0.1,1,10 --out results/cv_tuned
+  # a saved model on held-out subjects, with bootstrap intervals
+  facefeat evaluate --model-dir models/m1 --features runs/test --clinical test.csv \\
+      --bootstrap 1000 --out results/heldout
+
+writes OUT/results.json, OUT/results.md and PNG plots (km_risk_groups.png, td_auc.png,
+calibration.png).
+"""
+
+PREDICT_EPILOG = """\
+examples:
+  facefeat predict --model-dir models/m1 --features runs/new --clinical new_subjects.csv \\
+      --times 12,24,60 --out predictions.csv
+
+the clinical table needs the id column and the model's covariates (no outcome). The output
+has one row per subject: risk (higher = worse), risk_group (by the training cut-offs) and
+survival probabilities at --times.
+"""
+
+
+def _data_args(p: argparse.ArgumentParser, *, target: bool = True) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--features", action="append", metavar="PATH",
+                   help="run directory or Parquet feature table (repeatable)")
+    g.add_argument("--clinical", required=True, metavar="CSV", help="clinical table (CSV, ;-CSV, TSV or Parquet)")
+    g.add_argument("--id", dest="id_column", help="subject id column (default subject_id, or the model's)")
+    if target:
+        g.add_argument("--time", help="follow-up time column (default time, or the model's)")
+        g.add_argument("--event", help="event column, 0/1 or True/False (default event, or the model's)")
+    g.add_argument("--covariates", help="comma-separated clinical covariates; default all other columns; 'none' for faces only")
+    g.add_argument("--categorical", help="comma-separated covariates to one-hot encode (text columns always are)")
+    g.add_argument("--aggregate", choices=("mean", "first", "most_recent"), default="mean",
+                   help="how several photos of a subject are combined (default mean)")
+    g.add_argument("--image-order", help="feature-table column ordering photos (for first / most_recent)")
+    g.add_argument("--unmatched", choices=("drop", "error"), default="drop",
+                   help="subjects on one side only: drop and report (default) or fail")
+    g.add_argument("--block-per-extractor", action="store_true", help="one image block per extractor")
+    g.add_argument("--sep", help="CSV field separator (default: detected)")
+    g.add_argument("--decimal", choices=(".", ","), help="decimal mark (default: '.', decimal commas detected in ;-files)")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=MODELS, default="coxph", help="survival model (default coxph)")
+    g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="model parameter, value as JSON (e.g. alpha=0.1, hidden_layers=[64,32]); repeatable")
+    g.add_argument("--clinical-model", choices=MODELS, help="late fusion: model of the clinical block (default: --model)")
+    g.add_argument("--fusion", choices=("early", "late"), default="early", help="combine blocks early or late (default early)")
+    g.add_argument("--combiner", choices=("stack", "mean"), default="stack",
+                   help="late fusion: Cox model on out-of-fold risks (stack) or weighted mean")
+    g.add_argument("--weights", help="late fusion with --combiner mean: block=weight,... (default equal)")
+    g.add_argument("--pca", help="PCA of each image block: number of components or variance fraction (e.g. 32 or 0.95)")
+    g.add_argument("--impute", choices=("median", "mean", "none"), default="median", help="missing numeric values (default median)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def add_commands(subparsers: Any) -> None:
+    """Register ``fit``, ``evaluate`` and ``predict``."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser("fit", help="fit a survival model on features and clinical data",
+                              description="Fit a survival model and save it with its schema and provenance.",
+                              formatter_class=fmt, epilog=FIT_EPILOG)
+    _data_args(p)
+    _model_args(p)
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory for the model and its report")
+    p.set_defaults(func=cmd_fit)
+
+    p = subparsers.add_parser("evaluate", help="cross-validate a model, or evaluate a saved one on held-out data",
+                              description="Cross-validate a model specification (repeated stratified k-fold, optional "
+                                          "nested tuning) or, with --model-dir, evaluate a saved model on new subjects.",
+                              formatter_class=fmt, epilog=EVAL_EPILOG)
+    _data_args(p)
+    _model_args(p)
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--model-dir", help="evaluate this saved model on the given data instead of cross-validating")
+    g.add_argument("--folds", type=int, default=5, help="CV folds (default 5)")
+    g.add_argument("--repeats", type=int, default=5, help="CV repeats (default 5)")
+    g.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="nested CV: tune this model parameter over these values (repeatable)")
+    g.add_argument("--inner-folds", type=int, default=3, help="inner folds of nested CV (default 3)")
+    g.add_argument("--scoring", default="c_index", choices=("c_index", "uno_c", "auc_mean", "neg_ibs"),
+                   help="score maximised in nested CV (default c_index)")
+    g.add_argument("--times", help="comma-separated times for time-dependent AUC (default: event-time deciles 10-80 %%)")
+    g.add_argument("--calibration-times", help="comma-separated calibration times (default: event-time quartiles)")
+    g.add_argument("--tau", type=float, help="truncation time of Uno's C (default: 80th percentile of times)")
+    g.add_argument("--bootstrap", type=int, default=0, help="bootstrap replicates for held-out intervals (with --model-dir)")
+    g.add_argument("--risk-groups", type=int, default=2, help="risk groups in the Kaplan-Meier plot (default 2)")
+    g.add_argument("--jobs", type=int, default=1, help="parallel CV folds (default 1)")
+    g.add_argument("--out", required=True, metavar="DIR", help="directory for results.json, results.md and plots")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = subparsers.add_parser("predict", help="predict risk and survival for new subjects with a saved model",
+                              description="Score new subjects with a model saved by 'facefeat fit'.",
+                              formatter_class=fmt, epilog=PREDICT_EPILOG)
+    _data_args(p, target=False)
+    p.add_argument("--model-dir", required=True, help="directory written by 'facefeat fit'")
+    p.add_argument("--times", help="comma-separated times for survival probabilities")
+    p.add_argument("--out", required=True, metavar="FILE", help="output CSV or Parquet")
+    p.set_defaults(func=cmd_predict)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _kv(items: list[str], what: str) -> dict[str, Any]:
+    from facefeat.errors import ConfigError
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"{what} {item!r} must look like KEY=VALUE")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _value(v.strip())
+    return out
+
+
+def _floats(text: str | None, what: str) -> list[float] | None:
+    from facefeat.errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated numbers, not {text!r}") from None
+
+
+def _data_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "id_column": args.id_column or "subject_id", "time": getattr(args, "time", None) or "time",
+        "event": getattr(args, "event", None) or "event",
+        "covariates": args.covariates, "categorical": args.categorical, "aggregate": args.aggregate,
+        "image_order": args.image_order, "block_per_extractor": args.block_per_extractor,
+    }
+
+
+def _load(args: argparse.Namespace, *, require_target: bool = True, settings: dict | None = None):
+    from facefeat.survival.dataset import load_survival_data
+
+    s = settings or _data_settings(args)
+    return load_survival_data(
+        clinical=args.clinical, features=args.features, id_column=args.id_column or s["id_column"],
+        time=s["time"] or "time", event=s["event"] or "event", covariates=s["covariates"], categorical=s["categorical"],
+        aggregate=s["aggregate"], image_order=s["image_order"], unmatched=args.unmatched,
+        block_per_extractor=s["block_per_extractor"], sep=args.sep, decimal=args.decimal, require_target=require_target,
+    )
+
+
+def build_estimator(args: argparse.Namespace, ds: Any):
+    """The SurvivalEstimator a command line describes, for the data set's blocks."""
+    from facefeat.errors import ConfigError
+    from facefeat.survival.blocks import FeatureBlock
+    from facefeat.survival.estimator import SurvivalEstimator, make_model
+
+    impute = None if args.impute == "none" else args.impute
+    pca = None
+    if args.pca:
+        pca = float(args.pca) if "." in args.pca else int(args.pca)
+    blocks = {}
+    for name, cols in ds.blocks.items():
+        if name == "clinical":
+            blocks[name] = FeatureBlock(columns=cols, categorical=[c for c in ds.categorical if c in cols], impute=impute)
+        else:
+            blocks[name] = FeatureBlock(columns=cols, categorical=(), impute=impute, pca=pca, random_state=args.seed)
+    params = _kv(args.param, "--param")
+    weights = None
+    if args.weights:
+        weights = {k: float(v) for k, v in _kv(args.weights.split(","), "--weights").items()}
+    if args.fusion == "late" and len(blocks) < 2:
+        raise ConfigError(f"--fusion late needs two blocks or more; the data has {list(blocks)} "
+                          "(add --features and covariates, or use --block-per-extractor)")
+    model: Any = args.model
+    model_params = params or None
+    if args.fusion == "late" and args.clinical_model and args.clinical_model != args.model:
+        model = {"clinical": make_model(args.clinical_model, random_state=args.seed),
+                 "*": make_model(args.model, random_state=args.seed, **params)}
+        model_params = None
+    return SurvivalEstimator(model, model_params=model_params, blocks=blocks, fusion=args.fusion,
+                             combiner=args.combiner, weights=weights, random_state=args.seed)
+
+
+def _clean(v: Any) -> Any:
+    import numpy as np
+
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _clean(v.tolist())
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if v is None or isinstance(v, (str, int, bool)):
+        return v
+    return repr(v)
+
+
+def _write_results(out: Path, data: dict, markdown: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(_clean(data), indent=2))
+    (out / "results.md").write_text(markdown)
+
+
+def _schema(ds: Any) -> dict:
+    return {"blocks": ds.blocks, "categorical": ds.categorical,
+            "feature_tables": [{k: t[k] for k in ("file", "columns")} for t in ds.feature_schema]}
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from facefeat.survival.persist import save_model
+
+    ds = _load(args)
+    est = build_estimator(args, ds)
+    est.fit(ds.X, ds.y)
+    ds.report.extend(est.report_)
+    risk = est.predict(ds.X)
+    cutoffs = np.quantile(risk, [0.5]).tolist()
+    settings = {**_data_settings(args), "risk_cutoffs": cutoffs, "covariates_used": ds.blocks.get("clinical", [])}
+    provenance = {"sources": ds.sources, "feature_table_metadata": [t.get("metadata") for t in ds.feature_schema],
+                  "n_subjects": int(len(ds.y)), "n_events": int(ds.y["event"].sum())}
+    out = Path(args.out)
+    save_model(out, est, schema=_schema(ds), settings=settings, provenance=provenance)
+    c = est.score(ds.X, ds.y)
+    info: dict[str, Any] = {"n": int(len(ds.y)), "events": int(ds.y["event"].sum()), "apparent_c_index": c,
+                            "blocks": {k: len(v) for k, v in ds.blocks.items()}, "data_report": ds.report.to_list()}
+    md = [f"# Model fit\n\n{info['n']} subjects, {info['events']} events; blocks: "
+          + ", ".join(f"{k} ({v} columns)" for k, v in info["blocks"].items())
+          + f"; model {args.model}, fusion {args.fusion}.\n\nApparent (training) C-index {c:.3f}: optimistic, "
+          "use 'facefeat evaluate' for an honest estimate.\n"]
+    if est.fusion == "late":
+        info["fusion_weights"] = est.fusion_weights_.to_dict()
+        md.append("\n## Fusion weights\n\n" + "\n".join(f"- {k}: {v:.3f}" for k, v in info["fusion_weights"].items()) + "\n")
+    else:
+        try:
+            coef = est.coefficients()
+            info["coefficients"] = coef.to_dict()
+            top = coef.reindex(coef.abs().sort_values(ascending=False).index)[:20]
+            md.append("\n## Largest coefficients\n\n" + "\n".join(f"- {k}: {v:.4f}" for k, v in top.items()) + "\n")
+        except Exception:  # models without coefficients
+            pass
+    md.append("\n## Data handling\n\n" + ds.report.to_markdown())
+    (out / "fit_report.json").write_text(json.dumps(_clean(info), indent=2))
+    (out / "fit_report.md").write_text("".join(md))
+    print(f"fitted {args.model} ({args.fusion} fusion) on {info['n']} subjects, {info['events']} events; "
+          f"apparent C-index {c:.3f}; model saved to {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from facefeat.survival import plots
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    times = _floats(args.times, "--times")
+    cal_times = _floats(args.calibration_times, "--calibration-times")
+    if args.model_dir:
+        return _evaluate_saved(args, out, times, cal_times)
+    from facefeat.survival.validation import cross_validate
+
+    ds = _load(args)
+    est = build_estimator(args, ds)
+    grid = None
+    if args.grid:
+        import itertools
+
+        space = {k: (v if isinstance(v, list) else [v]) for k, v in
+                 ((k, _value(f"[{v}]") if not str(v).startswith("[") else _value(v)) for k, v in
+                  (g.split("=", 1) for g in args.grid))}
+        base = dict(est.model_params or {})
+        combos = [dict(zip(space, vals)) for vals in itertools.product(*space.values())]
+        grid = {"model_params": [{**base, **c} for c in combos]}
+    res = cross_validate(est, ds.X, ds.y, n_splits=args.folds, n_repeats=args.repeats, param_grid=grid,
+                         inner_cv=args.inner_folds, scoring=args.scoring, times=times, tau=args.tau,
+                         calibration_times=cal_times, risk_groups=args.risk_groups, random_state=args.seed,
+                         n_jobs=args.jobs)
+    p = plots.plot_km_by_risk_group(res.oof["time"], res.oof["event"], res.oof["risk_group"], out / "km_risk_groups.png",
+                                    title="Out-of-fold risk groups (first CV repeat)")
+    plots.plot_td_auc(res.auc, out / "td_auc.png")
+    if res.calibration:
+        plots.plot_calibration(res.calibration, out / "calibration.png")
+    res.oof.to_csv(out / "oof_predictions.csv", index=False)
+    data = {"mode": "cross-validation", "model": args.model, "fusion": args.fusion, "logrank_p_oof": p,
+            **res.to_dict(), "data_report": ds.report.to_list()}
+    md = (f"# Cross-validation: {args.model}, {args.fusion} fusion\n\n" + res.to_markdown()
+          + f"\nLog-rank p between out-of-fold risk groups (first repeat): {p:.3g}\n\n## Data handling\n\n"
+          + ds.report.to_markdown())
+    _write_results(out, data, md)
+    s = res.summary.set_index("metric")["mean"]
+    print(f"{args.repeats}x{args.folds}-fold CV: C-index {s['c_index']:.3f}, Uno's C {s['uno_c']:.3f}, "
+          f"IBS {s['ibs']:.3f}; results in {out}")
+    return 0
+
+
+def _evaluate_saved(args, out: Path, times, cal_times) -> int:
+    import numpy as np
+
+    from facefeat.survival import plots
+    from facefeat.survival.metrics import evaluate
+    from facefeat.survival.persist import check_schema, load_model
+
+    est, meta = load_model(args.model_dir)
+    settings = {**meta["settings"], "time": args.time or meta["settings"]["time"], "event": args.event or meta["settings"]["event"]}
+    settings["covariates"] = ",".join(meta["settings"].get("covariates_used") or []) or "none"
+    ds = _load(args, settings=settings)
+    check_schema(meta["schema"], _schema(ds))
+    res = evaluate(est, ds.X, ds.y, times=times, tau=args.tau, calibration_times=cal_times,
+                   n_bootstrap=args.bootstrap, random_state=args.seed)
+    cut = np.asarray(meta["settings"].get("risk_cutoffs") or [np.median(res.risk)])
+    group = np.searchsorted(cut, res.risk, side="right") + 1
+    p = plots.plot_km_by_risk_group(ds.y["time"], ds.y["event"], group, out / "km_risk_groups.png",
+                                    title="Held-out subjects by training risk cut-off")
+    plots.plot_td_auc(res.auc_curve, out / "td_auc.png")
+    if res.calibration:
+        plots.plot_calibration(res.calibration, out / "calibration.png")
+    data = {"mode": "held-out", "model_dir": str(args.model_dir), "logrank_p": p, **res.to_dict(),
+            "data_report": ds.report.to_list()}
+    md = (f"# Held-out evaluation of {args.model_dir}\n\n" + res.to_markdown()
+          + f"\nLog-rank p between risk groups: {p:.3g}\n\n## Data handling\n\n" + ds.report.to_markdown())
+    _write_results(out, data, md)
+    m = res.metrics
+    print(f"held-out: C-index {m['c_index']:.3f}, Uno's C {m['uno_c']:.3f}, IBS {m['ibs']:.3f}; results in {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from facefeat.survival.metrics import survival_at
+    from facefeat.survival.persist import check_schema, load_model
+
+    est, meta = load_model(args.model_dir)
+    settings = dict(meta["settings"])
+    settings["covariates"] = ",".join(settings.get("covariates_used") or []) or "none"
+    ds = _load(args, require_target=False, settings=settings)
+    check_schema(meta["schema"], _schema(ds))
+    risk = est.predict(ds.X)
+    cut = np.asarray(settings.get("risk_cutoffs") or [np.median(risk)])
+    out = pd.DataFrame({"subject_id": ds.X.index, "risk": risk, "risk_group": np.searchsorted(cut, risk, side="right") + 1})
+    times = _floats(args.times, "--times")
+    if times:
+        surv = survival_at(est, ds.X, np.asarray(times))
+        for j, t in enumerate(times):
+            out[f"survival_{t:g}"] = surv[:, j]
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".parquet":
+        out.to_parquet(path, index=False)
+    else:
+        out.to_csv(path, index=False)
+    if len(ds.report):
+        path.with_suffix(".report.md").write_text(ds.report.to_markdown())
+    print(f"predicted {len(out)} subject(s) -> {path}" + (f"; {len(ds.report)} data handling note(s) in "
+          f"{path.with_suffix('.report.md')}" if len(ds.report) else ""))
+    return 0

@@ -1,0 +1,188 @@
+"""Joining a clinical table with image feature tables into one modelling data set.
+
+:func:`load_survival_data` reads the clinical table and the feature tables, validates the
+target, aggregates photos per subject, matches subjects, and reports (or refuses, with
+``unmatched="error"``) subjects present on one side only. The result names its column
+blocks (``clinical`` and ``image``, or one image block per extractor) for
+:class:`~facefeat.survival.SurvivalEstimator`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from facefeat.errors import ConfigError, DataError
+from facefeat.survival.report import DataReport
+from facefeat.survival.tables import aggregate_images, load_feature_table, read_clinical
+from facefeat.survival.target import _rows
+
+
+@dataclass
+class SurvivalDataset:
+    """Subjects x columns, the target, the column blocks and what was done to get there."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    blocks: dict[str, list[str]]
+    categorical: list[str]
+    report: DataReport
+    feature_schema: list[dict] = field(default_factory=list)
+    sources: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ids(self) -> pd.Index:
+        return self.X.index
+
+
+def _split_list(v: Any) -> list[str] | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return [s.strip() for s in v.split(",") if s.strip()]
+    return list(v)
+
+
+def load_survival_data(
+    *,
+    clinical: str | Path | pd.DataFrame | None,
+    features: str | Path | Sequence[str | Path] | None = None,
+    id_column: str = "subject_id",
+    time: str = "time",
+    event: str = "event",
+    covariates: Sequence[str] | str | None = None,
+    categorical: Sequence[str] | str | None = None,
+    aggregate: str = "mean",
+    image_order: str | None = None,
+    unmatched: str = "drop",
+    block_per_extractor: bool = False,
+    sep: str | None = None,
+    decimal: str | None = None,
+    require_target: bool = True,
+) -> SurvivalDataset:
+    """Build the modelling table of subjects from a clinical table and feature tables.
+
+    Parameters
+    ----------
+    clinical : path or DataFrame
+        One row per subject with ``id_column``, ``time``, ``event`` and covariates.
+    features : path(s), optional
+        Run directories or Parquet feature tables (see :func:`load_feature_table`).
+    covariates : list or comma-separated str, optional
+        Clinical covariates; default: every column but id, time and event. ``"none"`` or an
+        empty list: no clinical block (faces only).
+    categorical : list or comma-separated str, optional
+        Covariates to one-hot encode; text columns are categorical anyway.
+    aggregate : {"mean", "first", "most_recent"}
+        How several photos of one subject are combined.
+    image_order : str, optional
+        Feature-table column ordering photos for ``first``/``most_recent``.
+    unmatched : {"drop", "error"}
+        Subjects with clinical data but no usable photo, or photos but no clinical row:
+        dropped and reported, or an error listing them.
+    block_per_extractor : bool
+        One image block per extractor (column prefix before ``__``) instead of one ``image`` block.
+    require_target : bool
+        ``False`` for prediction on new subjects (time and event may be absent).
+    """
+    if unmatched not in ("drop", "error"):
+        raise ConfigError(f"unmatched must be 'drop' or 'error', not {unmatched!r}")
+    report = DataReport()
+    sources: dict[str, Any] = {}
+    cat = _split_list(categorical) or []
+    if clinical is None:
+        raise ConfigError("a clinical table (with the subject id, and time and event for fitting) is required")
+    if isinstance(clinical, pd.DataFrame):
+        clin = clinical.copy()
+    else:
+        from facefeat.io.hashing import sha256_file
+
+        clin = read_clinical(clinical, sep=sep, decimal=decimal, text_columns=[id_column, *cat], report=report)
+        sources["clinical"] = {"path": str(clinical), "sha256": sha256_file(clinical)}
+    need = [id_column] + ([time, event] if require_target else [])
+    missing = [c for c in need if c not in clin.columns]
+    if missing:
+        raise DataError(f"clinical table lacks column(s) {missing}; its columns are {list(clin.columns)[:20]}")
+    ids = clin[id_column]
+    if ids.isna().any():
+        raise DataError(f"id column {id_column!r} is empty in rows {_rows(np.flatnonzero(ids.isna()) + 2)} (file lines)")
+    ids = ids.astype(str).str.strip()
+    dup = ids.duplicated(keep=False)
+    if dup.any():
+        lines = (np.flatnonzero(dup.to_numpy()) + 2).tolist()
+        raise DataError(
+            f"duplicate subject id(s) {sorted(set(ids[dup]))[:10]} in column {id_column!r} (file lines "
+            f"{_rows(lines)}); the clinical table needs one row per subject"
+        )
+    clin.index = pd.Index(ids, name="subject_id")
+    clin = clin.drop(columns=[id_column])
+    y = None
+    if require_target or (time in clin.columns and event in clin.columns):
+        from facefeat.survival.target import coerce_event, coerce_time, to_structured
+
+        y = to_structured(coerce_event(clin[event], column=event), coerce_time(clin[time], column=time))
+    outcome = [c for c in (time, event) if c in clin.columns]
+    covs = _split_list(covariates)
+    if covs is None:
+        covs = [c for c in clin.columns if c not in outcome]
+        if covs:
+            report.add("clinical table", f"using every other column as a covariate: {covs}", count=len(covs))
+    elif covs == ["none"]:
+        covs = []
+    missing = [c for c in covs if c not in clin.columns]
+    if missing:
+        raise DataError(f"covariate(s) {missing} are not in the clinical table")
+    leak = [c for c in covs if c in outcome]
+    if leak:
+        raise ConfigError(f"covariate(s) {leak} are the outcome; remove them from the covariates")
+    cat = [c for c in cat if c in covs]
+    cat += [c for c in covs if c not in cat and not pd.api.types.is_numeric_dtype(clin[c])]
+    for c in cat:
+        clin[c] = clin[c].astype("string").astype(object).where(clin[c].notna(), None)
+
+    frames = [clin[covs]]
+    blocks: dict[str, list[str]] = {}
+    if covs:
+        blocks["clinical"] = list(covs)
+    schema: list[dict] = []
+    if features is not None:
+        images = load_feature_table(features, keep=[image_order] if image_order else (), report=report)
+        schema = images.attrs["feature_schema"]
+        sources["features"] = images.attrs["files"]
+        per_subject = aggregate_images(images, rule=aggregate, order_by=image_order, report=report)
+        feat_cols = list(per_subject.attrs["feature_columns"])
+        clash = [c for c in feat_cols if c in clin.columns]
+        if clash:
+            raise DataError(f"column(s) {clash[:5]} are in both the clinical table and the feature tables")
+        only_clin = clin.index.difference(per_subject.index)
+        only_feat = per_subject.index.difference(clin.index)
+        for what, extra, hint in (
+            ("subject(s) in the clinical table have no usable photo (none, or none with status ok)", only_clin, "clinical"),
+            ("subject(s) with photos are not in the clinical table", only_feat, "features"),
+        ):
+            if len(extra):
+                if unmatched == "error":
+                    raise DataError(f"{len(extra)} {what}: {_rows(sorted(extra))}. Use --unmatched drop to leave them out (reported).")
+                report.add("matching", f"dropped {len(extra)} {what}", count=len(extra), examples=sorted(extra), level="warning")
+        keep = clin.index.intersection(per_subject.index, sort=False)
+        if not len(keep):
+            raise DataError(
+                f"no subject id is both in the clinical table and the feature tables (e.g. clinical {list(clin.index[:3])}, "
+                f"features {list(per_subject.index[:3])}); check --id"
+            )
+        frames = [clin.loc[keep, covs], per_subject.loc[keep, feat_cols]]
+        if y is not None:
+            y = y[clin.index.get_indexer(keep)]
+        if block_per_extractor:
+            for c in feat_cols:
+                blocks.setdefault(c.split("__", 1)[0] if "__" in c else "image", []).append(c)
+        else:
+            blocks["image"] = feat_cols
+    X = pd.concat(frames, axis=1)
+    if not blocks:
+        raise ConfigError("no covariates and no feature tables: nothing to model")
+    return SurvivalDataset(X, y, blocks, cat, report, schema, sources)
