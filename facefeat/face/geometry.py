@@ -48,6 +48,7 @@ __all__ = [
     "FEATURE_NAMES",
     "FeatureSpec",
     "MIRROR_PAIRS",
+    "MIRROR_PERMUTATION",
     "N_LANDMARKS",
     "eye_centres",
     "interocular_distance",
