@@ -29,18 +29,38 @@ _ROW = re.compile(r"^\|\s*`(?P<col>[a-z0-9_]+)`\s*\|\s*(?P<unit>[^|]+?)\s*\|\s*(
 _HEADING = re.compile(r"^###\s+`(?P<col>[a-z0-9_]+)`\s*$")
 
 
+_UNIT = re.compile(r"^- Unit:\s*(?P<v>.+?)\s*$")
+_RANGE = re.compile(r"^- Expected range:\s*(?P<v>.+?)\s*$")
+
+
 def parse_dictionary(text: str) -> tuple[dict[str, tuple[str, str]], list[str]]:
     """Summary-table rows (column -> (unit, range)) and section headings, in order."""
+    table, headings, _ = parse_sections(text)
+    return table, headings
+
+
+def parse_sections(text: str):
+    """Summary table, section headings, and each section's ``- Unit:`` / ``- Expected range:``."""
     table: dict[str, tuple[str, str]] = {}
     headings: list[str] = []
+    sections: dict[str, dict[str, str]] = {}
+    current: str | None = None  # the column whose section we are in
     for line in text.splitlines():
         if m := _ROW.match(line):
             if "__" in m["col"]:
                 assert m["col"] not in table, f"{m['col']} listed twice in the summary table"
                 table[m["col"]] = (m["unit"], m["range"])
         elif m := _HEADING.match(line):
-            headings.append(m["col"])
-    return table, headings
+            current = m["col"]
+            headings.append(current)
+            sections[current] = {}
+        elif line.startswith("#"):
+            current = None  # any other heading ends the column's section
+        elif current and (m := _UNIT.match(line)):
+            sections[current].setdefault("unit", m["v"])
+        elif current and (m := _RANGE.match(line)):
+            sections[current].setdefault("range", m["v"])
+    return table, headings, sections
 
 
 def _range(text: str) -> list[float] | None:
@@ -77,6 +97,15 @@ def test_feature_dictionary_matches_output_schema(name):
             assert _range(rng) == json.loads(meta[b"range"]), field.name
         else:
             assert _range(rng) is None, field.name
+
+
+@pytest.mark.parametrize("name", sorted(EXTRACTORS))
+def test_sections_state_the_same_unit_and_range_as_the_summary(name):
+    table, headings, sections = parse_sections((DOCS / f"{name}.md").read_text(encoding="utf-8"))
+    for col in headings:
+        unit, rng = table[col]
+        assert sections[col].get("unit") == unit, col
+        assert _range(sections[col].get("range", "")) == _range(rng), col
 
 
 def test_documented_ranges_are_well_formed():
