@@ -366,16 +366,27 @@ def _run_reference(image: np.ndarray, plan: _Plan, output_size: int, transform_s
 def _run_fast(image: np.ndarray, plan: _Plan, output_size: int, transform_size: int, workers: int) -> np.ndarray:
     import PIL.Image
 
-    img = image
-    if plan.shrink_size is not None:
-        img = np.asarray(PIL.Image.fromarray(img).resize(plan.shrink_size, PIL.Image.Resampling.LANCZOS))
-    if plan.crop is not None:
-        left, top, right, bottom = plan.crop
-        img = img[top:bottom, left:right]  # a view; PIL's crop copies the same pixels
-    if plan.pad is not None:
-        img = _pad_and_blend(img, plan.pad, plan.blur)
-    src = PIL.Image.fromarray(np.ascontiguousarray(img))
-    return _warp(src, plan.transform_data, transform_size, output_size, workers)
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+    try:
+        img = image
+        if plan.shrink_size is not None:
+            img = np.asarray(PIL.Image.fromarray(img).resize(plan.shrink_size, PIL.Image.Resampling.LANCZOS))
+        if plan.crop is not None:
+            left, top, right, bottom = plan.crop
+            img = img[top:bottom, left:right]  # a view; PIL's crop copies the same pixels
+        if plan.pad is not None:
+            img = _pad_and_blend(img, plan.pad, plan.blur, pool)
+        src = PIL.Image.fromarray(np.ascontiguousarray(img))
+        return _warp(src, plan.transform_data, transform_size, output_size, pool, workers)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _map(pool: ThreadPoolExecutor | None, fn, items) -> list:
+    """``[fn(i) for i in items]``, on the pool's threads when there is one (PIL and SciPy
+    release the GIL in the calls that matter here)."""
+    return list(pool.map(fn, items)) if pool is not None else [fn(i) for i in items]
 
 
 def _edge_ramp(n: int, before: int, after: int) -> np.ndarray:
@@ -401,7 +412,8 @@ def _zero_run(weights: np.ndarray) -> tuple[int, int] | None:
     return start, stop
 
 
-def _pad_and_blend(crop: np.ndarray, pad: tuple[int, int, int, int], blur: float) -> np.ndarray:
+def _pad_and_blend(crop: np.ndarray, pad: tuple[int, int, int, int], blur: float,
+                   pool: ThreadPoolExecutor | None = None) -> np.ndarray:
     """Reflect padding with the official blur and median fade, touching only the edge band.
 
     Where ``clip(3 * mask + 1, 0, 1)`` is 0 the official update adds exactly 0 to the pixel, so
@@ -432,8 +444,11 @@ def _pad_and_blend(crop: np.ndarray, pad: tuple[int, int, int, int], blur: float
     # so away from the block's cut edges the values are bit-identical to filtering the whole
     # image (at the image's own edges the block uses the same 'reflect' boundary).
     margin = int(_TRUNCATE * blur + 0.5) + 1
-    blended = []
-    for r0, r1, c0, c1 in regions:
+    if pool is not None and len(regions) == 1 and h > 4 * margin:
+        regions = [(h // 2 * i, h if i else h // 2, 0, w) for i in range(2)]  # one block per thread
+
+    def blurred(region: tuple[int, int, int, int]) -> np.ndarray:
+        r0, r1, c0, c1 = region
         b0, b1 = max(0, r0 - margin), min(h, r1 + margin)
         d0, d1 = max(0, c0 - margin), min(w, c1 + margin)
         block = padded[b0:b1, d0:d1].astype(np.float32)
@@ -441,9 +456,9 @@ def _pad_and_blend(crop: np.ndarray, pad: tuple[int, int, int, int], blur: float
         v = block[r0 - b0:r1 - b0, c0 - d0:c1 - d0]
         weight = np.maximum(blur_x[None, c0:c1], blur_y[r0:r1, None])[:, :, None]
         # img += (blurred - img) * weight: float32 difference, float64 product and sum, float32 store
-        v = (v.astype(np.float64) + (g - v) * weight).astype(np.float32)
-        blended.append(v)
+        return (v.astype(np.float64) + (g - v) * weight).astype(np.float32)
 
+    blended = _map(pool, blurred, regions)
     median = _median_of_union(interior, blended)
     for (r0, r1, c0, c1), v in zip(regions, blended):
         weight = np.maximum(fade_x[None, c0:c1], fade_y[r0:r1, None])[:, :, None]
@@ -507,13 +522,14 @@ def _strip_quad(a: tuple[float, ...], size: int, r0: int, r1: int) -> tuple[floa
     return (*at(0, r0), *at(0, r1), *at(size, r1), *at(size, r0))
 
 
-def _warp(src, data: tuple[float, ...], transform_size: int, output_size: int, workers: int) -> np.ndarray:
+def _warp(src, data: tuple[float, ...], transform_size: int, output_size: int,
+          pool: ThreadPoolExecutor | None, workers: int) -> np.ndarray:
     """PIL QUAD warp (BILINEAR) to ``transform_size``, then LANCZOS to ``output_size``."""
     import PIL.Image
 
     quad, bilinear, lanczos = PIL.Image.Transform.QUAD, PIL.Image.Resampling.BILINEAR, PIL.Image.Resampling.LANCZOS
     ts, size = transform_size, output_size
-    if workers <= 1 or ts < 64:
+    if pool is None or ts < 64:
         img = src.transform((ts, ts), quad, data, bilinear)
         if size < ts:
             img = img.resize((size, size), lanczos)
@@ -548,8 +564,7 @@ def _warp(src, data: tuple[float, ...], transform_size: int, output_size: int, w
             if t1 > t0:
                 out[t0:t1] = np.asarray(src.transform((ts, t1 - t0), quad, _strip_quad(a, ts, t0, t1), bilinear))
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(job, range(workers)))
+    _map(pool, job, range(workers))
     if not fused and size < ts:
         out = np.asarray(PIL.Image.fromarray(out).resize((size, size), lanczos))
     return out
