@@ -180,6 +180,8 @@ def load_feature_table(
         if clash:
             raise DataError(f"feature column(s) {clash[:5]} appear in {f.name} and in an earlier table")
         frame = frame.drop(columns=[c for c in ("path", *keep) if c in frame.columns and c in merged.columns])
+        # an outer merge sorts by key: keep the first table's row order
+        merged = merged.assign(_order=np.arange(len(merged)))
         joined = merged.merge(frame, on="image_id", how="outer", suffixes=("", "__other"), indicator=True)
         partial = joined["_merge"] != "both"
         if partial.any():
@@ -191,7 +193,7 @@ def load_feature_table(
                 examples=joined.loc[partial, "image_id"],
                 level="warning",
             )
-        joined = joined[~partial].drop(columns="_merge")
+        joined = joined[~partial].sort_values("_order").drop(columns=["_merge", "_order"])
         other = joined.pop("subject_id__other")
         mismatch = other.to_numpy() != joined["subject_id"].to_numpy()
         if mismatch.any():
