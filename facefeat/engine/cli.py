@@ -146,7 +146,8 @@ def cmd_inspect(args) -> int:
             print(f"  config: {json.dumps(ext.get('config', {}), sort_keys=True)}", file=out)
             print(f"  input: {prov.get('input', {}).get('source')} (manifest sha256 {prov.get('input', {}).get('manifest_sha256', '')[:16]}..., "
                   f"{len(prov.get('input', {}).get('duplicates', []))} exact duplicates skipped)", file=out)
-            for label, digest in prov.get("models_sha256", {}).items():
+            models = {**prov.get("preprocessing", {}).get("models_sha256", {}), **prov.get("models_sha256", {})}
+            for label, digest in models.items():
                 print(f"  model {label}: sha256 {digest}", file=out)
             print(f"  preprocessing: {json.dumps(prov.get('preprocessing', {}).get('face', {}), sort_keys=True)} "
                   f"align {json.dumps(prov.get('preprocessing', {}).get('align', {}), sort_keys=True)}", file=out)

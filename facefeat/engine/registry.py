@@ -161,26 +161,28 @@ class Registry:
         self._extractors[name] = ExtractorInfo(cls, plugin, dist, dist_version)
 
     def _attribute(self, cls: type) -> tuple[str, str, str]:
-        """Find the plugin (and its distribution) whose module defines ``cls``."""
+        """Find the plugin (and its distribution) whose module defines ``cls``.
+
+        The plugin module itself wins; otherwise a plugin whose package contains the class's
+        module (a plugin module that imports its extractor from a sibling module).
+        """
         if self._pm is None:
             return "<direct>", "", ""
         dists = {id(p): d for p, d in self._pm.list_plugin_distinfo()}
         module = cls.__module__
-        best = ("<unknown>", "", "")
-        best_len = -1
+        exact, related = None, None
         for name, plugin in self._pm.list_name_plugin():
             pmod = getattr(plugin, "__name__", None) or getattr(type(plugin), "__module__", "")
-            package = pmod.rsplit(".", 1)[0] if "." in pmod else pmod
-            if module == pmod or module.startswith(package + ".") or module == package:
-                if len(pmod) > best_len:
-                    dist = dists.get(id(plugin))
-                    best = (
-                        name,
-                        getattr(dist, "project_name", "") if dist else "",
-                        getattr(dist, "version", "") if dist else "",
-                    )
-                    best_len = len(pmod)
-        return best
+            package = pmod.rsplit(".", 1)[0]
+            if module == pmod:
+                exact = (name, plugin)
+            elif related is None and (module.startswith(package + ".") or module == package):
+                related = (name, plugin)
+        found = exact or related
+        if found is None:
+            return "<unknown>", "", ""
+        dist = dists.get(id(found[1]))
+        return (found[0], getattr(dist, "project_name", "") if dist else "", getattr(dist, "version", "") if dist else "")
 
     # -- lookup -----------------------------------------------------------------------
     def names(self) -> list[str]:

@@ -48,7 +48,7 @@ def test_every_bad_input_is_one_row_with_its_status(bad_run):
 
 def test_exif_rotated_landmarks_land_on_the_upright_face(bad_run):
     _, out, _ = bad_run
-    df = facefeat.read_features(out / "landmarks.parquet").set_index(lambda i: i)
+    df = facefeat.read_features(out / "landmarks.parquet")
     by = {Path(p).name: r for p, r in zip(df["path"], df.itertuples())}
     rot, ref = by["exif_rotated.jpg"], by["jpeg_named.png"]
     assert rot.diag__exif_orientation == 6
