@@ -116,6 +116,8 @@ def ffhq_geometry(landmarks) -> FFHQGeometry:
 
     # x: the eye line, tilted by the eye-to-mouth direction turned by -90 degrees.
     x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
+    if not np.hypot(*x) > 0:
+        raise ValueError("landmarks span a degenerate face (eyes and mouth coincide)")
     x /= np.hypot(*x)
     x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
     y = np.flipud(x) * [-1, 1]
