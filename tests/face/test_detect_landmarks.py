@@ -125,7 +125,7 @@ def test_landmark_error_vs_xml_annotations(xml):
     ref = baseline["hog_detections"]
     record("landmark error vs imglab XML (HOG boxes, PIL decode)", xml,
            f"{len(errors)}/{baseline['n_annotated_faces']} faces matched, mean {mean_px:.4f} px, "
-           f"mean norm {mean_norm:.6f} (baseline {ref["mean_err_norm_interocular"]:.6f}), "
+           f"mean norm {mean_norm:.6f} (baseline {ref['mean_err_norm_interocular']:.6f}), "
            f"max norm {max(errors):.4f} (baseline {ref['max_err_norm_interocular']:.4f})")
     assert unmatched == 0 and len(errors) == baseline["n_annotated_faces"]
     assert mean_norm <= ref["mean_err_norm_interocular"] + 1e-12, (
