@@ -158,17 +158,25 @@ def bias_act(
         raise ValueError(f"act must be 'lrelu' or 'linear', got {act!r}")
     if gain is None:
         gain = LRELU_GAIN if act == "lrelu" else 1.0
-    if bias is not None:
-        b = bias.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2))
-        x = x.add_(b) if inplace else x + b
-    elif not inplace:
-        x = x.clone() if (act == "lrelu" or gain != 1.0 or clamp is not None) else x
+    b = None if bias is None else bias.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2))
+    if inplace:
+        if b is not None:
+            x = x.add_(b)
+        if act == "lrelu":
+            x = F.leaky_relu_(x, LRELU_SLOPE)
+        if gain != 1.0:
+            x = x.mul_(gain)
+        if clamp is not None:
+            x = x.clamp_(-clamp, clamp)
+        return x
+    if b is not None:
+        x = x + b
     if act == "lrelu":
-        x = F.leaky_relu_(x, LRELU_SLOPE)
+        x = F.leaky_relu(x, LRELU_SLOPE)
     if gain != 1.0:
-        x = x.mul_(gain)
+        x = x * gain
     if clamp is not None:
-        x = x.clamp_(-clamp, clamp)
+        x = x.clamp(-clamp, clamp)
     return x
 
 
