@@ -359,7 +359,7 @@ def _run_reference(image: np.ndarray, plan: _Plan, output_size: int, transform_s
                         PIL.Image.Resampling.BILINEAR)
     if output_size < transform_size:
         img = img.resize((output_size, output_size), PIL.Image.Resampling.LANCZOS)
-    return np.asarray(img)
+    return np.array(img)  # a writeable copy (np.asarray of a PIL image is read-only)
 
 
 # -- fast path ------------------------------------------------------------------------------
@@ -535,7 +535,7 @@ def _warp(src, data: tuple[float, ...], transform_size: int, output_size: int,
         img = src.transform((ts, ts), quad, data, bilinear)
         if size < ts:
             img = img.resize((size, size), lanczos)
-        return np.asarray(img)
+        return np.array(img)  # writeable
 
     a = _quad_coefficients(data, ts, ts)
     src.load()
@@ -568,5 +568,5 @@ def _warp(src, data: tuple[float, ...], transform_size: int, output_size: int,
 
     _map(pool, job, range(workers))
     if not fused and size < ts:
-        out = np.asarray(PIL.Image.fromarray(out).resize((size, size), lanczos))
+        out = np.array(PIL.Image.fromarray(out).resize((size, size), lanczos))
     return out

@@ -202,3 +202,10 @@ def test_median_of_union_equals_numpy(seed):
     np.testing.assert_array_equal(_median_of_union(interior, band), np.median(everything[:, None, :], axis=(0, 1)))
     only_band = np.concatenate([b.reshape(-1, 3) for b in band])
     np.testing.assert_array_equal(_median_of_union(None, band), np.median(only_band[:, None, :], axis=(0, 1)))
+
+
+@pytest.mark.parametrize("method,workers", [("reference", 1), ("fast", 1), ("fast", 2)])
+def test_output_is_a_writeable_contiguous_array(method, workers):
+    face = FACES["2008_001009_f00"]
+    r = align_face(pil_rgb(face["image"]), face["landmarks"], output_size=64, method=method, workers=workers)
+    assert r.image.flags.writeable and r.image.flags.c_contiguous and r.image.shape == (64, 64, 3)
