@@ -116,6 +116,16 @@ class FeatureBlock(TransformerMixin, BaseEstimator):
                 raise DataError(f"no column matches the block's regex {self.regex!r}")
         return chosen
 
+    def _fast_array(self, X: Any) -> np.ndarray | None:
+        if isinstance(X, pd.DataFrame) or self.columns is not None or self.regex is not None:
+            return None
+        if self.categorical not in ("auto", (), [], None):
+            return None
+        arr = np.asarray(X)
+        if arr.ndim != 2 or arr.dtype.kind not in "fiub":
+            return None
+        return arr.astype(np.float64, copy=False)
+
     def _numeric(self, frame: pd.DataFrame, cols: list[str]) -> np.ndarray:
         sub = frame[cols]
         try:
@@ -149,18 +159,24 @@ class FeatureBlock(TransformerMixin, BaseEstimator):
         if self.constant not in ("drop", "error", "keep"):
             raise ConfigError(f"constant must be 'drop', 'error' or 'keep', not {self.constant!r}")
         report = DataReport()
-        frame = _as_frame(X)
-        self._array_input = not isinstance(X, pd.DataFrame)
-        self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
-        self.n_features_in_ = frame.shape[1]
-        cols = self._select(frame)
-        if self.categorical == "auto":
-            cat = [c for c in cols if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))]
+        fast = self._fast_array(X)
+        if fast is not None:
+            # a plain numeric array taken whole: no DataFrame round trip (it copies wide data)
+            values = fast
+            frame = pd.DataFrame(index=pd.RangeIndex(len(values)))
+            self.feature_names_in_ = np.asarray([f"x{i}" for i in range(values.shape[1])], dtype=object)
+            num, cat = list(self.feature_names_in_), []
         else:
-            cat = [c for c in (self.categorical or []) if c in cols]
-        num = [c for c in cols if c not in cat]
-
-        values = self._numeric(frame, num) if num else np.empty((len(frame), 0))
+            frame = _as_frame(X)
+            self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
+            cols = self._select(frame)
+            if self.categorical == "auto":
+                cat = [c for c in cols if not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))]
+            else:
+                cat = [c for c in (self.categorical or []) if c in cols]
+            num = [c for c in cols if c not in cat]
+            values = self._numeric(frame, num) if num else np.empty((len(frame), 0))
+        self.n_features_in_ = len(self.feature_names_in_)
         nan = np.isnan(values)
         if len(values) == 0:
             raise DataError("no rows to fit the feature block on")
@@ -184,7 +200,8 @@ class FeatureBlock(TransformerMixin, BaseEstimator):
         if self.constant != "keep":
             keep = ~(all_nan | const)
             num = [c for c, k in zip(num, keep) if k]
-            values, nan = values[:, keep], nan[:, keep]
+            if not keep.all():  # fancy indexing copies: skip it when nothing is dropped
+                values, nan = values[:, keep], nan[:, keep]
             cat = [c for c in cat if c not in cat_const]
         if not num and not cat:
             raise DataError("the feature block has no usable column left (all constant or all NaN)")
@@ -210,6 +227,10 @@ class FeatureBlock(TransformerMixin, BaseEstimator):
 
         self.numeric_columns_ = num
         self.categorical_columns_ = cat
+        if self.constant != "keep" and len(num) < len(self.feature_names_in_) and fast is not None:
+            self._keep_idx = np.flatnonzero(np.isin(self.feature_names_in_, num))
+        else:
+            self._keep_idx = None
         self.columns_ = num + cat
         self._passthrough = not cat and self.impute is None and not self.scale and self.pca is None
         if self._passthrough:
@@ -235,9 +256,12 @@ class FeatureBlock(TransformerMixin, BaseEstimator):
                     cat,
                 ))
             self._ct = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
-            sub = frame[num + cat].copy()
-            if num:
-                sub[num] = values
+            if fast is not None:
+                sub = pd.DataFrame(values, columns=num)
+            else:
+                sub = frame[num + cat].copy()
+                if num:
+                    sub[num] = values
             for c in cat:
                 sub[c] = sub[c].astype(object).where(sub[c].notna(), np.nan).map(lambda v: v if v is np.nan else str(v))
             out = np.asarray(self._ct.fit_transform(sub), dtype=np.float64)
@@ -267,6 +291,16 @@ class FeatureBlock(TransformerMixin, BaseEstimator):
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "columns_")
+        fast = self._fast_array(X)
+        if fast is not None and self._passthrough:
+            if fast.shape[1] != self.n_features_in_:
+                raise DataError(f"X has {fast.shape[1]} columns but the block was fitted on {self.n_features_in_}")
+            out = fast[:, self._keep_idx] if self._keep_idx is not None else fast
+            if self.impute is None and np.isnan(out).any():
+                j = int(np.flatnonzero(np.isnan(out).any(axis=0))[0])
+                rows = np.flatnonzero(np.isnan(out[:, j]))
+                raise DataError(f"missing values in column {self.numeric_columns_[j]!r} in rows {_rows(rows)}; this block does not impute")
+            return out
         frame = _as_frame(X)
         missing = [c for c in self.columns_ if c not in frame.columns]
         if missing:

@@ -174,3 +174,15 @@ def test_unknown_model_and_fusion():
         SurvivalEstimator("cox").fit(X, y)
     with pytest.raises(ConfigError, match="fusion"):
         SurvivalEstimator(fusion="middle").fit(X, y)
+
+
+def test_plain_arrays_with_a_constant_column(data):
+    X, y = data
+    A = np.column_stack([X.to_numpy(), np.ones(len(X))])
+    est = SurvivalEstimator("coxph").fit(A, y)
+    assert list(est.feature_names_out_) == ["x0", "x1", "x2", "x3", "x4"]
+    np.testing.assert_allclose(est.predict(A), SurvivalEstimator("coxph").fit(X.to_numpy(), y).predict(X.to_numpy()))
+    with pytest.raises(DataError, match="6 columns|fitted on 6"):
+        est.predict(A[:, :5])
+    scaled = SurvivalEstimator("coxph", blocks={"all": FeatureBlock(pca=3)}).fit(A, y)
+    assert scaled.predict(A).shape == (240,)
