@@ -78,11 +78,6 @@ def test_entry_points_register_both_extractors():
         assert info.distribution == "facefeat"
 
 
-@pytest.mark.xfail(
-    reason="Registry._attribute prefers the longest plugin module name among package-prefix "
-    "matches over the exact module, so both built-ins are attributed to 'face_descriptor'",
-    strict=False,
-)
 def test_entry_points_attribute_each_extractor_to_its_own_plugin():
     registry = load_registry()
     assert registry.info("landmarks").plugin == "landmarks"
