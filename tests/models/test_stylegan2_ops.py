@@ -192,3 +192,34 @@ def test_inductor_compile_matches_eager():
     with torch.no_grad():
         assert torch.allclose(f(z), G(z), atol=1e-4)
     torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("cl_min_res", [None, 4, 8])
+@pytest.mark.parametrize("max_batch_elements", [None, 1, 3000])
+def test_memory_formats_and_batch_chunking_do_not_change_results(cl_min_res, max_batch_elements):
+    G = _randomize(Generator(_small_config())).eval()
+    ws = G.mapping(torch.randn(3, 16))
+    noise = [torch.randn(3, 1, r, r) for r, _ in G.synthesis.noise_shapes()]
+    with torch.no_grad():
+        ref = G.synthesis(ws, impl="reference", noise=noise)
+        G.synthesis.channels_last_min_res = cl_min_res
+        G.synthesis.max_batch_elements = max_batch_elements
+        out = G.synthesis(ws, noise=noise)
+        const = G.synthesis(ws, noise_mode="const")
+    assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(const, G.synthesis(ws, noise_mode="const", impl="reference"), atol=1e-5, rtol=1e-5)
+
+
+def test_weight_cache_follows_weight_updates():
+    """The fast path caches weight-derived tensors; in-place updates and new tensors invalidate them."""
+    G = _randomize(Generator(_small_config())).eval().requires_grad_(False)
+    ws = G.mapping(torch.randn(2, 16))
+    with torch.no_grad():
+        before = G.synthesis(ws)
+        G.synthesis.b8.conv1.weight.mul_(1.5).add_(0.1)
+        G.synthesis.b16.torgb.weight.mul_(-1.0)
+        after = G.synthesis(ws)
+        assert not torch.allclose(before, after)
+        assert torch.allclose(after, G.synthesis(ws, impl="reference"), atol=1e-5, rtol=1e-5)
+        G.load_state_dict({k: v.clone() * 0.9 for k, v in G.state_dict().items()})
+        assert torch.allclose(G.synthesis(ws), G.synthesis(ws, impl="reference"), atol=1e-5, rtol=1e-5)

@@ -35,6 +35,7 @@ from facefeat.models.stylegan2.ops import (
     minibatch_stddev,
     modulated_conv2d,
     normalize_2nd_moment,
+    prepare_weight,
     upsample2d,
 )
 
@@ -131,6 +132,35 @@ def style_mix(ws_a: torch.Tensor, ws_b: torch.Tensor, inject_index: int) -> torc
     return torch.cat([ws_a[:, :inject_index], ws_b[:, inject_index:]], dim=1)
 
 
+class _PreparedWeightCache:
+    """Weight-derived tensors of the fast modulated conv, reused while the weight is frozen.
+
+    Valid as long as the weight's storage, version counter (bumped by every in-place update:
+    optimiser steps, ``load_state_dict``), dtype and memory format are unchanged. Bypassed when
+    the weight needs gradients or under ``torch.compile`` (there it is recomputed in-graph).
+    """
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.value: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def get(self, weight: torch.Tensor, *, up: int, dtype: torch.dtype, x: torch.Tensor,
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+        cl = x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        if torch.compiler.is_compiling() or (weight.requires_grad and torch.is_grad_enabled()):
+            return prepare_weight(weight, up=up, dtype=dtype, memory_format=fmt)
+        key = (weight.data_ptr(), weight._version, weight.device, dtype, fmt)
+        if key != self.key:
+            with torch.no_grad():
+                self.value = prepare_weight(weight.detach(), up=up, dtype=dtype, memory_format=fmt)
+            self.key = key
+        return self.value
+
+    def __deepcopy__(self, memo: dict) -> _PreparedWeightCache:
+        return _PreparedWeightCache()  # a copied module gets fresh weights
+
+
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (optionally x2 upsampling) + noise + bias + lrelu*sqrt(2) (+ clamp)."""
 
@@ -146,6 +176,7 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels, **_factory(device)))
         self.register_buffer("noise_const", torch.randn(resolution, resolution, **_factory(device)))
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self._prepared = _PreparedWeightCache()
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, resample_filter: torch.Tensor, *,
                 noise_mode: str = "const", noise: torch.Tensor | None = None,
@@ -160,8 +191,9 @@ class SynthesisLayer(nn.Module):
             n = self.noise_const * self.noise_strength
         else:
             n = None
+        prepared = self._prepared.get(self.weight, up=self.up, dtype=x.dtype, x=x) if impl == "fast" else None
         x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up,
-                             resample_filter=resample_filter, noise=n, impl=impl)
+                             resample_filter=resample_filter, noise=n, impl=impl, prepared=prepared)
         return bias_act(x, self.bias, act="lrelu", clamp=self.conv_clamp, inplace=not torch.is_grad_enabled())
 
     def extra_repr(self) -> str:
@@ -179,10 +211,12 @@ class ToRGBLayer(nn.Module):
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1, **_factory(device)))
         self.bias = nn.Parameter(torch.zeros(out_channels, **_factory(device)))
         self.weight_gain = 1.0 / math.sqrt(in_channels)
+        self._prepared = _PreparedWeightCache()
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, *, impl: str = "fast") -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, impl=impl)
+        prepared = self._prepared.get(self.weight, up=1, dtype=x.dtype, x=x) if impl == "fast" else None
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, impl=impl, prepared=prepared)
         return bias_act(x, self.bias, act="linear", clamp=self.conv_clamp, inplace=not torch.is_grad_enabled())
 
 
@@ -216,7 +250,7 @@ class SynthesisBlock(nn.Module):
             x = x.contiguous(memory_format=memory_format)
             x = self.conv1(x, ws[:, 0], resample_filter, noise=noises[0], **kw)
         else:
-            x = x.to(dtype)
+            x = x.to(dtype=dtype, memory_format=memory_format)
             x = self.conv0(x, ws[:, 0], resample_filter, noise=noises[0], **kw)
             x = self.conv1(x, ws[:, 1], resample_filter, noise=noises[1], **kw)
         y = self.torgb(x, ws[:, self.num_conv], impl=impl).to(torch.float32)
@@ -245,8 +279,16 @@ class SynthesisNetwork(nn.Module):
         self.register_buffer("resample_filter", make_filter(config.resample_filter, device=device), persistent=False)
         #: Default implementation of the modulated convolutions ("fast" or "reference").
         self.impl = "fast"
-        #: Default memory format of the activations (channels_last is faster on CPU/GPU).
-        self.memory_format = torch.channels_last
+        #: Blocks at or above this resolution run in channels_last memory format (faster for
+        #: wide images on CPU and GPU); below it, contiguous NCHW (faster for the small,
+        #: channel-heavy maps on CPU). ``None``: never.
+        self.channels_last_min_res: int | None = 64
+        #: Largest activation (elements) the fast path processes for a whole batch at once;
+        #: larger blocks run in chunks of samples (keeps working sets cache-sized). ``None``:
+        #: never chunk.
+        self.max_batch_elements: int | None = 1 << 22
+        # First W row (= first noise input) of each block: b4 -> 0, b8 -> 1, b16 -> 3, ...
+        self._w_index = {r: max(0, 2 * i - 1) for i, r in enumerate(self.block_resolutions)}
         if config.num_fp16_res > 0:
             self.lowp_min_resolution = max(2 ** (len(self.block_resolutions) + 2 - config.num_fp16_res), 8)
         else:
@@ -297,19 +339,45 @@ class SynthesisNetwork(nn.Module):
         if noise is not None and len(noise) != n_noise:
             raise ValueError(f"synthesis: noise must hold {n_noise} maps (one per layer), got {len(noise)}")
         ws = ws.to(torch.float32)
-        memory_format = self.memory_format if impl == "fast" else torch.contiguous_format
-        x = img = None
-        w_idx = n_idx = 0
-        for res in self.block_resolutions:
+        kw = dict(noise_mode=noise_mode, generator=generator, impl=impl, compute_dtype=compute_dtype)
+        resolutions = self.block_resolutions
+        batch = ws.shape[0]
+        # Blocks whose activations for the whole batch exceed max_batch_elements run in chunks
+        # of samples (shape-only decision), so a batch stays as fast per image as one sample.
+        split = len(resolutions)
+        if impl == "fast" and self.max_batch_elements is not None and batch > 1:
+            big = [i for i, r in enumerate(resolutions)
+                   if batch * self.config.channels[r] * r * r > self.max_batch_elements]
+            split = big[0] if big else split
+        x, img = self._run_blocks(resolutions[:split], None, None, ws, noise, **kw)
+        if split == len(resolutions):
+            return img.contiguous()
+        per_sample = max(self.config.channels[r] * r * r for r in resolutions[split:])
+        chunk = max(1, self.max_batch_elements // per_sample)
+        outs = []
+        for c0 in range(0, batch, chunk):
+            sl = slice(c0, c0 + chunk)
+            nz = None if noise is None else [n[sl] if n.ndim == 4 and n.shape[0] == batch else n for n in noise]
+            _, ic = self._run_blocks(resolutions[split:], None if x is None else x[sl],
+                                     None if img is None else img[sl], ws[sl], nz, **kw)
+            outs.append(ic)
+        img = torch.cat(outs)
+        return img.contiguous()
+
+    def _run_blocks(self, resolutions: Sequence[int], x: torch.Tensor | None, img: torch.Tensor | None,
+                    ws: torch.Tensor, noise: Sequence[torch.Tensor] | None, *, noise_mode: str,
+                    generator: torch.Generator | None, impl: str, compute_dtype: torch.dtype | None,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        for res in resolutions:
             block = getattr(self, f"b{res}")
+            w_idx = self._w_index[res]
             dtype = compute_dtype if (compute_dtype is not None and res >= self.lowp_min_resolution) else torch.float32
-            noises = (None, None) if noise is None else tuple(noise[n_idx:n_idx + block.num_conv]) + (None,)
+            noises = (None, None) if noise is None else tuple(noise[w_idx:w_idx + block.num_conv]) + (None,)
+            cl = impl == "fast" and self.channels_last_min_res is not None and res >= self.channels_last_min_res
             x, img = block(x, img, ws[:, w_idx:w_idx + block.num_conv + 1], self.resample_filter, dtype=dtype,
                            noise_mode=noise_mode, noises=noises, generator=generator, impl=impl,
-                           memory_format=memory_format)
-            w_idx += block.num_conv
-            n_idx += block.num_conv
-        return img.contiguous()
+                           memory_format=torch.channels_last if cl else torch.contiguous_format)
+        return x, img
 
 
 class Generator(nn.Module):

@@ -215,11 +215,26 @@ def minibatch_stddev(x: torch.Tensor, group_size: int | None, num_channels: int 
 # Modulated convolution
 # --------------------------------------------------------------------------------------------
 
-def demod_coefficients(weight: torch.Tensor, styles: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """``rsqrt(sum_{i,kh,kw} (weight[o,i] * styles[b,i])^2 + eps)`` as ``[B, O]`` without ever
-    forming the per-sample weights (``styles^2 @ sum_k weight^2``)."""
-    wsq = torch.linalg.vector_norm(weight.float(), dim=(2, 3)).square()  # [O, I]
-    return (styles.float().square() @ wsq.t() + eps).rsqrt()
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def prepare_weight(weight: torch.Tensor, *, up: int = 1, dtype: torch.dtype = torch.float32,
+                   memory_format: torch.memory_format = torch.contiguous_format,
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the fast modulated convolution derives from a weight, independent of the input.
+
+    Returns ``(wsq, conv_weight)``: ``wsq[o, i] = sum_k weight[o, i, k]^2`` (float32, for the
+    demodulation coefficients) and the weight as the shared-weight convolution wants it (in
+    ``dtype`` and ``memory_format``; transposed to ``[I, O, k, k]`` for ``up=2``). A layer
+    whose weight is frozen computes this once and reuses it.
+    """
+    w = weight.reshape(weight.shape[0], weight.shape[1], -1).float()
+    wsq = torch.einsum("oik,oik->oi", w, w)
+    conv_weight = weight.to(dtype)
+    if up != 1:
+        conv_weight = conv_weight.transpose(0, 1)
+    return wsq, conv_weight.contiguous(memory_format=memory_format)
 
 
 def modulated_conv2d(
@@ -232,6 +247,7 @@ def modulated_conv2d(
     resample_filter: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
     impl: str = "fast",
+    prepared: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """StyleGAN2 modulated convolution, optionally x2 upsampling, plus noise.
 
@@ -250,10 +266,14 @@ def modulated_conv2d(
     impl : {"fast", "reference"}
         ``"reference"`` forms per-sample weights and runs one grouped convolution (NVIDIA's
         ``fused_modconv``, rosinality's ``fused=True``) with the zero-insertion ``upfirdn2d``.
-        ``"fast"`` picks per call, from shapes only: for one sample it folds styles and
-        demodulation into the weight (one plain convolution); for a batch it scales the
-        activations before and the outputs after one shared-weight convolution (NVIDIA's
-        ``fused_modconv=False``), so the batch runs as one large convolution.
+        ``"fast"`` picks per call, from shapes only: for one sample whose weight is smaller
+        than its activations it folds styles and demodulation into the weight (one plain
+        convolution); otherwise it scales the activations before and the outputs after one
+        shared-weight convolution (NVIDIA's ``fused_modconv=False``), so a batch runs as one
+        large convolution and low-resolution layers never touch their big weights twice.
+    prepared : tuple, optional
+        ``prepare_weight(weight, up=up, dtype=x.dtype, ...)``, reused across calls while the
+        weight does not change (fast path only).
     """
     b, in_ch, h, w = x.shape
     out_ch, _, kh, kw = weight.shape
@@ -292,23 +312,42 @@ def modulated_conv2d(
     # In-place epilogues only where no autograd graph is recorded (an in-place multiply would
     # overwrite a tensor that the backward pass needs).
     inplace = not torch.is_grad_enabled()
-    dcoefs = demod_coefficients(weight, styles) if demodulate else None  # [B, O] float32
-    if b == 1:
-        # One sample: fold styles and demodulation into the weight -> one plain convolution.
-        scale_out = dcoefs[0].reshape(out_ch, 1, 1, 1) if demodulate else 1.0
-        wmod = (weight.float() * styles.float().reshape(1, in_ch, 1, 1) * scale_out).to(dtype)
+    if prepared is None:
+        memory_format = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+        prepared = prepare_weight(weight, up=up, dtype=dtype, memory_format=memory_format)
+    wsq, conv_weight = prepared
+    dcoefs = (styles.float().square() @ wsq.t() + 1e-8).rsqrt() if demodulate else None  # [B, O]
+    if kh == 1 and kw == 1 and up == 1:
+        # 1x1 (ToRGB): a batched matrix product with per-sample weights; PyTorch's conv
+        # routes a 3-output 1x1 conv to a slow generic path.
+        wm = conv_weight.reshape(out_ch, in_ch)[None] * styles.to(dtype)[:, None, :]  # [B, O, I]
+        if demodulate:
+            wm = wm * dcoefs.to(dtype)[:, :, None]
+        if _is_channels_last(x):
+            y = torch.matmul(x.permute(0, 2, 3, 1).reshape(b, h * w, in_ch), wm.transpose(1, 2))
+            y = y.reshape(b, h, w, out_ch).permute(0, 3, 1, 2)
+        else:
+            y = torch.matmul(wm, x.reshape(b, in_ch, h * w)).reshape(b, out_ch, h, w)
+    elif b == 1 and weight.numel() <= x.numel():
+        # One sample and a weight smaller than the activations: fold styles and demodulation
+        # into the (prepared) weight -> one plain convolution, no passes over the activations.
+        in_shape, out_shape = ((1, in_ch, 1, 1), (out_ch, 1, 1, 1)) if up == 1 else ((in_ch, 1, 1, 1), (1, out_ch, 1, 1))
+        wmod = conv_weight * styles.to(dtype).reshape(in_shape)
+        if demodulate:
+            wmod = wmod * dcoefs.to(dtype).reshape(out_shape)
         if up == 1:
             y = F.conv2d(x, wmod, padding=pad)
         else:
-            y = F.conv_transpose2d(x, wmod.transpose(0, 1), stride=2)
+            y = F.conv_transpose2d(x, wmod, stride=2)
     else:
-        # A batch: scale activations, run one shared-weight convolution, scale the outputs.
+        # Scale the activations, run one shared-weight convolution (the whole batch at once),
+        # scale the outputs (NVIDIA's fused_modconv=False). Cheaper than modulating the weight
+        # wherever the weight is the larger tensor, i.e. at low resolutions.
         xs = x * styles.to(dtype).reshape(b, in_ch, 1, 1)
-        wd = weight.to(dtype)
         if up == 1:
-            y = F.conv2d(xs, wd, padding=pad)
+            y = F.conv2d(xs, conv_weight, padding=pad)
         else:
-            y = F.conv_transpose2d(xs, wd.transpose(0, 1), stride=2)
+            y = F.conv_transpose2d(xs, conv_weight, stride=2)
         if demodulate:
             d = dcoefs.to(dtype).reshape(b, out_ch, 1, 1)
             y = y.mul_(d) if inplace else y * d
