@@ -129,6 +129,14 @@ def load_survival_data(
     covs = _split_list(covariates)
     if covs is None:
         covs = [c for c in clin.columns if c not in outcome]
+        # text columns with many distinct values are dates, names or free text, not categories
+        wide = [c for c in covs if c not in cat and not pd.api.types.is_numeric_dtype(clin[c])
+                and clin[c].nunique() > max(20, 0.5 * len(clin))]
+        if wide:
+            covs = [c for c in covs if c not in wide]
+            report.add("clinical table", f"not used as covariates: text column(s) {wide} with too many distinct "
+                       "values to be categories (dates, names, free text?); name them in --covariates to use them",
+                       count=len(wide), level="warning")
         if covs:
             report.add("clinical table", f"using every other column as a covariate: {covs}", count=len(covs))
     elif covs == ["none"]:

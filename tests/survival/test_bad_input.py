@@ -67,3 +67,15 @@ def test_cli_module_imports_nothing_heavy():
             "print(any(m in sys.modules for m in ('sklearn', 'sksurv', 'torch', 'pandas')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_date_like_text_columns_are_not_silently_made_categories(tmp_path):
+    X, y = synthetic(60, 1)
+    df = pd.DataFrame({"subject_id": [f"S{i}" for i in range(60)], "time": y["time"], "event": y["event"].astype(int),
+                       "x0": X[:, 0], "diagnosed": [f"2019-01-{i % 28 + 1:02d} {i}" for i in range(60)], "sex": ["f", "m"] * 30})
+    p = tmp_path / "c.csv"
+    df.to_csv(p, index=False)
+    ds = load_survival_data(clinical=p)
+    assert ds.blocks["clinical"] == ["x0", "sex"]
+    assert any("diagnosed" in i.message for i in ds.report.items)
+    assert load_survival_data(clinical=p, covariates="x0,diagnosed").blocks["clinical"] == ["x0", "diagnosed"]
