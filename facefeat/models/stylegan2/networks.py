@@ -47,6 +47,14 @@ def _factory(device: torch.device | str | None) -> dict:
     return {"device": device, "dtype": torch.float32}
 
 
+def _randn(*shape: int, device: torch.device | str | None, scale: float = 1.0) -> torch.Tensor:
+    """N(0, scale^2) init; on the meta device only the shape (arithmetic on meta tensors
+    goes through Python reference kernels that import torch._dynamo, seconds of start-up)."""
+    t = torch.randn(*shape, **_factory(device)) if torch.device(device or "cpu").type != "meta" else \
+        torch.empty(*shape, **_factory(device))
+    return t.mul_(scale) if scale != 1.0 and t.device.type != "meta" else t
+
+
 class FullyConnectedLayer(nn.Module):
     """Equalized-lr linear layer: ``act(x @ (weight * lr_mul / sqrt(in)).T + bias * lr_mul)``."""
 
@@ -56,7 +64,7 @@ class FullyConnectedLayer(nn.Module):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.activation = activation
-        self.weight = nn.Parameter(torch.randn(out_features, in_features, **_factory(device)) / lr_multiplier)
+        self.weight = nn.Parameter(_randn(out_features, in_features, device=device, scale=1.0 / lr_multiplier))
         self.bias = nn.Parameter(torch.full((out_features,), float(bias_init), **_factory(device))) if bias else None
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
@@ -171,10 +179,10 @@ class SynthesisLayer(nn.Module):
         self.in_channels, self.out_channels, self.resolution, self.up = in_channels, out_channels, resolution, up
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1.0, device=device)
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size, **_factory(device)))
+        self.weight = nn.Parameter(_randn(out_channels, in_channels, kernel_size, kernel_size, device=device))
         self.noise_strength = nn.Parameter(torch.zeros((), **_factory(device)))
         self.bias = nn.Parameter(torch.zeros(out_channels, **_factory(device)))
-        self.register_buffer("noise_const", torch.randn(resolution, resolution, **_factory(device)))
+        self.register_buffer("noise_const", _randn(resolution, resolution, device=device))
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         self._prepared = _PreparedWeightCache()
 
@@ -208,7 +216,7 @@ class ToRGBLayer(nn.Module):
         super().__init__()
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1.0, device=device)
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1, **_factory(device)))
+        self.weight = nn.Parameter(_randn(out_channels, in_channels, 1, 1, device=device))
         self.bias = nn.Parameter(torch.zeros(out_channels, **_factory(device)))
         self.weight_gain = 1.0 / math.sqrt(in_channels)
         self._prepared = _PreparedWeightCache()
@@ -228,7 +236,7 @@ class SynthesisBlock(nn.Module):
         super().__init__()
         self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
         if in_channels == 0:
-            self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution, **_factory(device)))
+            self.const = nn.Parameter(_randn(out_channels, resolution, resolution, device=device))
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2,
                                         conv_clamp=conv_clamp, device=device)
@@ -454,7 +462,7 @@ class Conv2dLayer(nn.Module):
                  device: torch.device | str | None = None) -> None:
         super().__init__()
         self.activation, self.down, self.conv_clamp = activation, down, conv_clamp
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size, **_factory(device)))
+        self.weight = nn.Parameter(_randn(out_channels, in_channels, kernel_size, kernel_size, device=device))
         self.bias = nn.Parameter(torch.zeros(out_channels, **_factory(device))) if bias else None
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         self.padding = kernel_size // 2

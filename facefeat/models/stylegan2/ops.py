@@ -42,11 +42,12 @@ def make_filter(
     ``make_filter([1, 3, 3, 1])`` is the StyleGAN2 resampling filter. NVIDIA stores it in
     this form (``resample_filter``); rosinality stores the upsampling copies times 4.
     """
-    k = torch.as_tensor(taps, dtype=torch.float32, device=device)
+    # Built on the CPU and moved: arithmetic on "meta" tensors would import torch._dynamo.
+    k = torch.as_tensor(taps, dtype=torch.float32).cpu()
     if k.ndim != 1 or k.numel() < 1:
         raise ValueError(f"filter taps must be a non-empty 1-D sequence, got shape {tuple(k.shape)}")
     f = torch.outer(k, k)
-    return f / f.sum()
+    return (f / f.sum()).to(device)
 
 
 def _parse_pad(pad: int | Sequence[int]) -> tuple[int, int, int, int]:
