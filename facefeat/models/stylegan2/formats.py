@@ -168,11 +168,7 @@ def read_rosinality(path: str | os.PathLike, obj: Any | None = None) -> RawCheck
     networks: dict[str, dict[str, torch.Tensor]] = {}
     kinds: dict[str, str] = {}
     if all(isinstance(v, torch.Tensor) for v in obj.values()) and obj:
-        try:
-            layout = detect_layout(obj.keys(), kind="generator")
-        except ModelError:
-            layout = None
-        if layout != "rosinality":
+        if detect_layout(obj.keys(), kind="generator") != "rosinality":
             raise ModelError(f"{path}: a bare state_dict that is not a rosinality StyleGAN2 generator "
                              f"(first keys: {list(obj)[:6]})")
         networks["G_ema"], kinds["G_ema"] = dict(obj), "generator"

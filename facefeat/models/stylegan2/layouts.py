@@ -166,8 +166,9 @@ def _listing(keys: Iterable[str]) -> str:
     return ", ".join(keys)
 
 
-def detect_layout(keys: Iterable[str], *, kind: str) -> str:
-    """Guess the layout of a ``kind`` ("generator" or "discriminator") state_dict from its keys."""
+def detect_layout(keys: Iterable[str], *, kind: str) -> str | None:
+    """The layout of a ``kind`` ("generator" or "discriminator") state_dict judged from its
+    keys: ``"rosinality"``, ``"nvidia"`` or None (neither)."""
     keys = set(keys)
     if kind == "generator":
         if "style.1.weight" in keys or "input.input" in keys:
@@ -179,7 +180,7 @@ def detect_layout(keys: Iterable[str], *, kind: str) -> str:
             return "rosinality"
         if "b4.conv.weight" in keys and "b4.out.weight" in keys:
             return "nvidia"
-    raise ModelError("")  # message filled in by the caller, who knows the file
+    return None
 
 
 def _shape(sd: Mapping[str, Any], key: str, source: str, what: str) -> tuple[int, ...]:
@@ -430,12 +431,11 @@ def generator_from_state_dict(sd: Mapping[str, torch.Tensor], *, layout: str | N
     Also usable as e4e's ``decoder_loader(state_dict, resolution=..., device=...)``.
     """
     if layout is None:
-        try:
-            layout = detect_layout(sd.keys(), kind="generator")
-        except ModelError:
+        layout = detect_layout(sd.keys(), kind="generator")
+        if layout is None:
             raise ModelError(f"{source}: not a StyleGAN2 generator state_dict (neither rosinality keys such as "
                              f"'style.1.weight' nor NVIDIA keys such as 'mapping.fc0.weight'; first keys: "
-                             f"{_listing(list(sd)[:8])})") from None
+                             f"{_listing(list(sd)[:8])})")
     if config is None:
         if layout == "facefeat":
             raise ValueError("a facefeat-layout state_dict needs its config")
@@ -471,11 +471,11 @@ def discriminator_from_state_dict(sd: Mapping[str, torch.Tensor], *, layout: str
                                   source: str = "state_dict") -> Discriminator:
     """Build a :class:`Discriminator` from an official (or facefeat) state_dict, strictly."""
     if layout is None:
-        try:
-            layout = detect_layout(sd.keys(), kind="discriminator")
-        except ModelError:
-            raise ModelError(f"{source}: not a StyleGAN2 discriminator state_dict (first keys: "
-                             f"{_listing(list(sd)[:8])})") from None
+        layout = detect_layout(sd.keys(), kind="discriminator")
+        if layout is None:
+            raise ModelError(f"{source}: not a StyleGAN2 discriminator state_dict (neither rosinality keys such "
+                             f"as 'final_conv.0.weight' nor NVIDIA keys such as 'b4.out.weight'; first keys: "
+                             f"{_listing(list(sd)[:8])})")
     if config is None:
         if layout == "facefeat":
             raise ValueError("a facefeat-layout state_dict needs its config")

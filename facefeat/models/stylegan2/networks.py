@@ -165,11 +165,22 @@ class _PreparedWeightCache:
             self.key = key
         return self.value
 
+    def clear(self) -> None:
+        self.key = self.value = None
+
     def __deepcopy__(self, memo: dict) -> _PreparedWeightCache:
         return _PreparedWeightCache()  # a copied module gets fresh weights
 
 
-class SynthesisLayer(nn.Module):
+class _CachedWeightModule(nn.Module):
+    """Drops the prepared-weight cache when ``.to()``, ``.half()``, ... replace the weight."""
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001, ANN202 (nn.Module signature)
+        self._prepared.clear()
+        return super()._apply(fn, recurse)
+
+
+class SynthesisLayer(_CachedWeightModule):
     """Modulated 3x3 conv (optionally x2 upsampling) + noise + bias + lrelu*sqrt(2) (+ clamp)."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, up: int = 1,
@@ -208,7 +219,7 @@ class SynthesisLayer(nn.Module):
         return f"in={self.in_channels}, out={self.out_channels}, res={self.resolution}, up={self.up}"
 
 
-class ToRGBLayer(nn.Module):
+class ToRGBLayer(_CachedWeightModule):
     """Modulated 1x1 conv without demodulation (styles scaled by ``1/sqrt(in)``) + bias."""
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, *, conv_clamp: float | None = None,
@@ -291,9 +302,9 @@ class SynthesisNetwork(nn.Module):
         #: wide images on CPU and GPU); below it, contiguous NCHW (faster for the small,
         #: channel-heavy maps on CPU). ``None``: never.
         self.channels_last_min_res: int | None = 64
-        #: Largest activation (elements) the fast path processes for a whole batch at once;
-        #: larger blocks run in chunks of samples (keeps working sets cache-sized). ``None``:
-        #: never chunk.
+        #: CPU only: largest activation (elements) the fast path processes for a whole batch at
+        #: once; larger blocks run in chunks of samples, which keeps working sets cache-sized
+        #: and avoids page-faulting fresh memory for every huge temporary. ``None``: never.
         self.max_batch_elements: int | None = 1 << 22
         # First W row (= first noise input) of each block: b4 -> 0, b8 -> 1, b16 -> 3, ...
         self._w_index = {r: max(0, 2 * i - 1) for i, r in enumerate(self.block_resolutions)}
@@ -353,7 +364,7 @@ class SynthesisNetwork(nn.Module):
         # Blocks whose activations for the whole batch exceed max_batch_elements run in chunks
         # of samples (shape-only decision), so a batch stays as fast per image as one sample.
         split = len(resolutions)
-        if impl == "fast" and self.max_batch_elements is not None and batch > 1:
+        if impl == "fast" and self.max_batch_elements is not None and batch > 1 and ws.device.type == "cpu":
             big = [i for i, r in enumerate(resolutions)
                    if batch * self.config.channels[r] * r * r > self.max_batch_elements]
             split = big[0] if big else split
