@@ -59,7 +59,9 @@ def _data_args(p: argparse.ArgumentParser, *, target: bool = True) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--features", action="append", metavar="PATH",
                    help="run directory or Parquet feature table (repeatable)")
-    g.add_argument("--clinical", required=True, metavar="CSV", help="clinical table (CSV, ;-CSV, TSV or Parquet)")
+    g.add_argument("--clinical", required=target, metavar="CSV",
+                   help="clinical table (CSV, ;-CSV, TSV or Parquet)" + ("" if target else
+                        "; optional for a faces-only model: subjects are then those of the feature tables"))
     g.add_argument("--id", dest="id_column", help="subject id column (default subject_id, or the model's)")
     if target:
         g.add_argument("--time", help="follow-up time column (default time, or the model's)")
@@ -307,6 +309,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cal_times = _floats(args.calibration_times, "--calibration-times")
     if args.model_dir:
         return _evaluate_saved(args, out, times, cal_times)
+    from facefeat.errors import ConfigError
     from facefeat.survival.validation import cross_validate
 
     ds = _load(args)
@@ -315,9 +318,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.grid:
         import itertools
 
-        space = {k: (v if isinstance(v, list) else [v]) for k, v in
-                 ((k, _value(f"[{v}]") if not str(v).startswith("[") else _value(v)) for k, v in
-                  (g.split("=", 1) for g in args.grid))}
+        space = {}
+        for g in args.grid:
+            if "=" not in g:
+                raise ConfigError(f"--grid {g!r} must look like KEY=V1,V2 (or KEY=[JSON list])")
+            k, v = (x.strip() for x in g.split("=", 1))
+            # KEY=[[32],[64,64]] is a JSON list of values; KEY=0.1,1,min is split on commas
+            vals = _value(v) if v.startswith("[") else [_value(x.strip()) for x in v.split(",") if x.strip()]
+            space[k] = vals if isinstance(vals, list) else [vals]
         base = dict(est.model_params or {})
         combos = [dict(zip(space, vals)) for vals in itertools.product(*space.values())]
         grid = {"model_params": [{**base, **c} for c in combos]}
@@ -352,7 +360,7 @@ def _evaluate_saved(args, out: Path, times, cal_times) -> int:
 
     est, meta = load_model(args.model_dir)
     settings = {**meta["settings"], "time": args.time or meta["settings"]["time"], "event": args.event or meta["settings"]["event"]}
-    settings["covariates"] = ",".join(meta["settings"].get("covariates_used") or []) or "none"
+    settings["covariates"] = list(meta["settings"].get("covariates_used") or []) or "none"
     ds = _load(args, settings=settings)
     check_schema(meta["schema"], _schema(ds))
     res = evaluate(est, ds.X, ds.y, times=times, tau=args.tau, calibration_times=cal_times,
@@ -383,7 +391,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     est, meta = load_model(args.model_dir)
     settings = dict(meta["settings"])
-    settings["covariates"] = ",".join(settings.get("covariates_used") or []) or "none"
+    settings["covariates"] = list(settings.get("covariates_used") or []) or "none"
     ds = _load(args, require_target=False, settings=settings)
     check_schema(meta["schema"], _schema(ds))
     risk = est.predict(ds.X)

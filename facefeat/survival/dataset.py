@@ -95,8 +95,13 @@ def load_survival_data(
     sources: dict[str, Any] = {}
     cat = _split_list(categorical) or []
     if clinical is None:
-        raise ConfigError("a clinical table (with the subject id, and time and event for fitting) is required")
-    if isinstance(clinical, pd.DataFrame):
+        if require_target or features is None:
+            raise ConfigError("a clinical table (with the subject id, and time and event for fitting) is required")
+        # prediction with a faces-only model: the subjects are those of the feature tables
+        subjects = load_feature_table(features)["subject_id"].unique()
+        clin = pd.DataFrame({id_column: subjects})
+        covariates = covariates if covariates not in (None, "none", ["none"], []) else "none"
+    elif isinstance(clinical, pd.DataFrame):
         clin = clinical.copy()
     else:
         from facefeat.io.hashing import sha256_file

@@ -98,3 +98,22 @@ def test_nested_grid_from_the_command_line(tmp_path, gbsg2_split_files):
                  "--folds", "3", "--repeats", "1", "--inner-folds", "2", "--out", str(out)]) == 0
     folds = json.loads((out / "results.json").read_text())["folds"]
     assert all("params" in f for f in folds)
+
+
+def test_faces_only_model_predicts_without_a_clinical_table(tmp_path, gbsg2_split_files):
+    clin, run, ids = gbsg2_split_files
+    model = tmp_path / "model"
+    assert main(["fit", "--features", str(run), "--clinical", str(clin), "--covariates", "none",
+                 "--model", "coxnet", "--param", "l1_ratio=0.9", "--out", str(model)]) == 0
+    pred = tmp_path / "p.parquet"
+    assert main(["predict", "--model-dir", str(model), "--features", str(run), "--out", str(pred)]) == 0
+    assert len(pd.read_parquet(pred)) == len(ids)
+
+
+def test_grid_values_may_be_text_or_json_lists(tmp_path, gbsg2_split_files):
+    clin, run, _ = gbsg2_split_files
+    out = tmp_path / "cv"
+    assert main(["evaluate", "--clinical", str(clin), "--model", "coxnet", "--grid", "rule=min,1se",
+                 "--grid", "l1_ratio=[0.5]", "--folds", "3", "--repeats", "1", "--inner-folds", "2", "--out", str(out)]) == 0
+    folds = json.loads((out / "results.json").read_text())["folds"]
+    assert {f["params"]["model_params"]["rule"] for f in folds} <= {"min", "1se"}
