@@ -152,16 +152,17 @@ class _PreparedWeightCache:
         self.key: tuple | None = None
         self.value: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def get(self, weight: torch.Tensor, *, up: int, dtype: torch.dtype, x: torch.Tensor,
+    def get(self, weight: torch.Tensor, *, up: int, dtype: torch.dtype, x: torch.Tensor, demodulate: bool = True,
             ) -> tuple[torch.Tensor, torch.Tensor]:
         cl = x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         fmt = torch.channels_last if cl else torch.contiguous_format
         if torch.compiler.is_compiling() or (weight.requires_grad and torch.is_grad_enabled()):
-            return prepare_weight(weight, up=up, dtype=dtype, memory_format=fmt)
+            return prepare_weight(weight, up=up, dtype=dtype, memory_format=fmt, demodulate=demodulate)
         key = (weight.data_ptr(), weight._version, weight.device, dtype, fmt)
         if key != self.key:
             with torch.no_grad():
-                self.value = prepare_weight(weight.detach(), up=up, dtype=dtype, memory_format=fmt)
+                self.value = prepare_weight(weight.detach(), up=up, dtype=dtype, memory_format=fmt,
+                                            demodulate=demodulate)
             self.key = key
         return self.value
 
@@ -234,7 +235,8 @@ class ToRGBLayer(_CachedWeightModule):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, *, impl: str = "fast") -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        prepared = self._prepared.get(self.weight, up=1, dtype=x.dtype, x=x) if impl == "fast" else None
+        prepared = (self._prepared.get(self.weight, up=1, dtype=x.dtype, x=x, demodulate=False)
+                    if impl == "fast" else None)
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, impl=impl, prepared=prepared)
         return bias_act(x, self.bias, act="linear", clamp=self.conv_clamp, inplace=not torch.is_grad_enabled())
 

@@ -220,16 +220,26 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     return x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
+def _fp16_prenormalize(weight: torch.Tensor) -> torch.Tensor:
+    # Scale each output channel to max |w| = 1/sqrt(fan_in), as NVIDIA does before float16
+    # math; demodulation removes any per-output-channel scale again.
+    fan_in = weight.shape[1] * weight.shape[2] * weight.shape[3]
+    return weight * (1.0 / math.sqrt(fan_in) / weight.float().abs().amax(dim=[1, 2, 3], keepdim=True))
+
+
 def prepare_weight(weight: torch.Tensor, *, up: int = 1, dtype: torch.dtype = torch.float32,
-                   memory_format: torch.memory_format = torch.contiguous_format,
+                   memory_format: torch.memory_format = torch.contiguous_format, demodulate: bool = True,
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """What the fast modulated convolution derives from a weight, independent of the input.
 
     Returns ``(wsq, conv_weight)``: ``wsq[o, i] = sum_k weight[o, i, k]^2`` (float32, for the
     demodulation coefficients) and the weight as the shared-weight convolution wants it (in
-    ``dtype`` and ``memory_format``; transposed to ``[I, O, k, k]`` for ``up=2``). A layer
-    whose weight is frozen computes this once and reuses it.
+    ``dtype`` and ``memory_format``; transposed to ``[I, O, k, k]`` for ``up=2``; for float16
+    with demodulation, pre-normalized per output channel). A layer whose weight is frozen
+    computes this once and reuses it.
     """
+    if dtype == torch.float16 and demodulate:
+        weight = _fp16_prenormalize(weight)
     w = weight.reshape(weight.shape[0], weight.shape[1], -1).float()
     wsq = torch.einsum("oik,oik->oi", w, w)
     conv_weight = weight.to(dtype)
@@ -282,13 +292,13 @@ def modulated_conv2d(
     dtype = x.dtype
 
     if dtype == torch.float16 and demodulate:
-        # Pre-normalize to keep per-sample weights and activations inside the fp16 range;
-        # demodulation removes the scale again (as NVIDIA does).
-        weight = weight * (1.0 / math.sqrt(in_ch * kh * kw)
-                           / weight.float().abs().amax(dim=[1, 2, 3], keepdim=True))
+        # Keep per-sample weights and activations inside the fp16 range (as NVIDIA does); the
+        # demodulation removes both scales again.
         styles = styles / styles.abs().amax(dim=1, keepdim=True)
 
     if impl == "reference":
+        if dtype == torch.float16 and demodulate:
+            weight = _fp16_prenormalize(weight)
         wmod = weight.float()[None] * styles.float().reshape(b, 1, in_ch, 1, 1)
         if demodulate:
             wmod = wmod * (wmod.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt().reshape(b, out_ch, 1, 1, 1)
@@ -315,7 +325,7 @@ def modulated_conv2d(
     inplace = not torch.is_grad_enabled()
     if prepared is None:
         memory_format = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
-        prepared = prepare_weight(weight, up=up, dtype=dtype, memory_format=memory_format)
+        prepared = prepare_weight(weight, up=up, dtype=dtype, memory_format=memory_format, demodulate=demodulate)
     wsq, conv_weight = prepared
     dcoefs = (styles.float().square() @ wsq.t() + 1e-8).rsqrt() if demodulate else None  # [B, O]
     if kh == 1 and kw == 1 and up == 1:
