@@ -17,10 +17,11 @@ feature space of some network. The usual one (Inception-v3) cannot be downloaded
   identity: it is insensitive to lighting, expression and background, and FID/KID in it measure
   "do the generated faces look like plausible, diverse people". Numbers are not comparable
   with Inception FIDs from papers.
-* **a TorchScript file** the user points to (e.g. NVIDIA's ``inception-2015-12-05.pt``, which
-  stylegan2-ada-pytorch's metrics use): called as ``net(uint8 [B, 3, H, W], return_features=True)``
-  when it accepts that argument (NVIDIA's convention), else ``net(uint8 [B, 3, H, W])``;
-  it must return ``[B, D]`` features. TorchScript runs no arbitrary Python on load.
+* **a network file** the user points to: TorchScript (``.pt``, e.g. NVIDIA's
+  ``inception-2015-12-05.pt``, which stylegan2-ada-pytorch's metrics use) or a ``torch.export``
+  program (``.pt2``). It is called as ``net(uint8 [B, 3, H, W], return_features=True)`` when it
+  accepts that argument (NVIDIA's convention), else ``net(uint8 [B, 3, H, W])``, and must
+  return ``[B, D]`` features. Neither format runs arbitrary Python when loaded.
 
 Every result names the network (file and sha256) in ``feature_network``.
 
@@ -44,6 +45,7 @@ import functools
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -180,15 +182,23 @@ class TorchScriptFeatures(FeatureNetwork):
         self.sha256 = sha256_file(self.path)
         self.name = self.path.name
         try:
-            self.net = torch.jit.load(str(self.path), map_location=self.device).eval()
-        except Exception as exc:  # torch raises RuntimeError / ValueError for non-TorchScript files
-            raise ModelError(f"{self.path}: not a TorchScript module ({type(exc).__name__}: {str(exc)[:200]}); save "
-                             f"the network with torch.jit.save") from exc
+            if self.path.suffix == ".pt2":  # torch.export.save
+                self.net = torch.export.load(str(self.path)).module().to(self.device)
+                self.kind = "torch.export"
+            else:
+                with warnings.catch_warnings():  # torch.jit is deprecated but NVIDIA's Inception is TorchScript
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    self.net = torch.jit.load(str(self.path), map_location=self.device).eval()
+                self.kind = "TorchScript"
+        except Exception as exc:  # torch raises RuntimeError / ValueError / zip errors for other files
+            raise ModelError(f"{self.path}: not a TorchScript (.pt) or torch.export (.pt2) program "
+                             f"({type(exc).__name__}: {str(exc)[:200]}); save the network with torch.jit.save or "
+                             f"torch.export.save") from exc
         self._kwargs: dict[str, Any] | None = None
 
     @property
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "file": str(self.path), "sha256": self.sha256,
+        return {"name": self.name, "file": str(self.path), "sha256": self.sha256, "kind": self.kind,
                 "input": "uint8 [B, 3, H, W]", "call": "return_features=True" if self._kwargs else "plain"}
 
     @torch.no_grad()
@@ -198,7 +208,7 @@ class TorchScriptFeatures(FeatureNetwork):
             try:
                 out = self.net(x, return_features=True)
                 self._kwargs = {"return_features": True}
-            except (RuntimeError, TypeError):
+            except Exception:  # the signature has no such argument (the error type varies by kind)
                 self._kwargs = {}
                 out = self.net(x)
         else:
@@ -250,7 +260,7 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
         raise ValueError("FID needs at least 2 images on each side")
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root, _ = scipy.linalg.sqrtm(s_a @ s_b, disp=False)
+    root = scipy.linalg.sqrtm(s_a @ s_b)
     return float(np.square(mu_a - mu_b).sum() + np.trace(s_a + s_b - 2 * np.real(root)))
 
 

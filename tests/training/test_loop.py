@@ -79,7 +79,8 @@ def _run_and_resume(nvidia_tiny, faces32, tmp_path, first: int, second: int, **k
 
 def test_resume_is_exact(nvidia_tiny, faces32, tmp_path):
     # short intervals so that R1, path length and the ADA update all happen after the resume point
-    _run_and_resume(nvidia_tiny, faces32, tmp_path, 4, 4, r1_interval=3, pl_interval=2, ada_interval=2)
+    _run_and_resume(nvidia_tiny, faces32, tmp_path, 4, 4, batch_size=2, r1_interval=3, pl_interval=2,
+                    ada_interval=2)
 
 
 @pytest.mark.slow
