@@ -29,6 +29,7 @@ from torch import nn
 
 from facefeat.models.stylegan2.config import DiscriminatorConfig, GeneratorConfig
 from facefeat.models.stylegan2.ops import (
+    LRELU_GAIN,
     bias_act,
     fir_filter,
     make_filter,
@@ -211,10 +212,16 @@ class SynthesisLayer(_CachedWeightModule):
             n = self.noise_const * self.noise_strength
         else:
             n = None
-        prepared = self._prepared.get(self.weight, up=self.up, dtype=x.dtype, x=x) if impl == "fast" else None
-        x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up,
-                             resample_filter=resample_filter, noise=n, impl=impl, prepared=prepared)
-        return bias_act(x, self.bias, act="lrelu", clamp=self.conv_clamp, inplace=not torch.is_grad_enabled())
+        if impl == "reference":  # textbook order: conv, noise, bias, lrelu, gain, clamp
+            x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up,
+                                 resample_filter=resample_filter, noise=n, impl=impl)
+            return bias_act(x, self.bias, act="lrelu", clamp=self.conv_clamp)
+        # lrelu(v + b) * g == lrelu(g * v + g * b) for g > 0: the gain rides on the
+        # demodulation coefficients, the noise map and the bias instead of a pass of its own.
+        prepared = self._prepared.get(self.weight, up=self.up, dtype=x.dtype, x=x)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up, resample_filter=resample_filter,
+                             noise=n, bias=self.bias * LRELU_GAIN, gain=LRELU_GAIN, impl=impl, prepared=prepared)
+        return bias_act(x, None, act="lrelu", gain=1.0, clamp=self.conv_clamp, inplace=not torch.is_grad_enabled())
 
     def extra_repr(self) -> str:
         return f"in={self.in_channels}, out={self.out_channels}, res={self.resolution}, up={self.up}"
@@ -237,8 +244,11 @@ class ToRGBLayer(_CachedWeightModule):
         styles = self.affine(w) * self.weight_gain
         prepared = (self._prepared.get(self.weight, up=1, dtype=x.dtype, x=x, demodulate=False)
                     if impl == "fast" else None)
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, impl=impl, prepared=prepared)
-        return bias_act(x, self.bias, act="linear", clamp=self.conv_clamp, inplace=not torch.is_grad_enabled())
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, bias=self.bias, impl=impl, prepared=prepared)
+        if self.conv_clamp is not None:
+            x = x.clamp_(-self.conv_clamp, self.conv_clamp) if not torch.is_grad_enabled() else \
+                x.clamp(-self.conv_clamp, self.conv_clamp)
+        return x
 
 
 class SynthesisBlock(nn.Module):

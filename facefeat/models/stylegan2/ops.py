@@ -257,16 +257,24 @@ def modulated_conv2d(
     up: int = 1,
     resample_filter: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    gain: float = 1.0,
     impl: str = "fast",
     prepared: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """StyleGAN2 modulated convolution, optionally x2 upsampling, plus noise.
+    """StyleGAN2 modulated convolution, optionally x2 upsampling, plus noise and bias.
 
-    Computes ``conv(x, weight * styles[b, None, :, None, None])``, demodulated per output
-    channel by ``rsqrt(sum w'^2 + 1e-8)`` when ``demodulate``, then adds ``noise`` (already
-    scaled by the noise strength; broadcast over channels). With ``up=2`` the convolution is
-    a stride-2 transposed convolution followed by the FIR filter ``resample_filter`` (gain
-    4, padding ``(1, 1)`` for a 4-tap filter), as in both official implementations.
+    Computes ``gain * (conv(x, weight * styles[b, None, :, None, None]) + noise) + bias``: the
+    convolution demodulated per output channel by ``rsqrt(sum w'^2 + 1e-8)`` when
+    ``demodulate``, ``noise`` already scaled by the noise strength (one map broadcast over
+    channels), ``bias`` per output channel. With ``up=2`` the convolution is a stride-2
+    transposed convolution followed by the FIR filter ``resample_filter`` (gain 4, padding
+    ``(1, 1)`` for a 4-tap filter), as in both official implementations.
+
+    ``gain`` lets a caller move the activation gain in front of a positively homogeneous
+    activation (``lrelu(x + b) * g == lrelu(g * x + g * b)``): it is applied to the
+    demodulation coefficients, the noise map and ``bias`` (pass ``bias`` already multiplied),
+    never as a separate pass over the output.
 
     Parameters
     ----------
@@ -278,10 +286,11 @@ def modulated_conv2d(
         ``"reference"`` forms per-sample weights and runs one grouped convolution (NVIDIA's
         ``fused_modconv``, rosinality's ``fused=True``) with the zero-insertion ``upfirdn2d``.
         ``"fast"`` picks per call, from shapes only: for one sample whose weight is smaller
-        than its activations it folds styles and demodulation into the weight (one plain
-        convolution); otherwise it scales the activations before and the outputs after one
-        shared-weight convolution (NVIDIA's ``fused_modconv=False``), so a batch runs as one
-        large convolution and low-resolution layers never touch their big weights twice.
+        than its activations it folds styles, demodulation and gain into the weight (one plain
+        convolution, bias fused into it when there is no upsampling); otherwise it scales the
+        activations before and the outputs after one shared-weight convolution (NVIDIA's
+        ``fused_modconv=False``), so a batch runs as one large convolution and low-resolution
+        layers never touch their big weights twice. A 1x1 convolution is a batched matmul.
     prepared : tuple, optional
         ``prepare_weight(weight, up=up, dtype=x.dtype, ...)``, reused across calls while the
         weight does not change (fast path only).
@@ -315,7 +324,75 @@ def modulated_conv2d(
         y = y.reshape(b, out_ch, *y.shape[2:])
         if noise is not None:
             y = y + noise.to(dtype)
+        if gain != 1.0:
+            y = y * gain
+        if bias is not None:
+            y = y + bias.to(dtype).reshape(1, -1, 1, 1)
         return y
+
+    if impl != "fast":
+        raise ValueError(f"impl must be 'fast' or 'reference', got {impl!r}")
+
+    # In-place epilogues only where no autograd graph is recorded (an in-place multiply would
+    # overwrite a tensor that the backward pass needs).
+    inplace = not torch.is_grad_enabled()
+    if prepared is None:
+        memory_format = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+        prepared = prepare_weight(weight, up=up, dtype=dtype, memory_format=memory_format, demodulate=demodulate)
+    wsq, conv_weight = prepared
+    # Per-sample, per-output-channel output scale: demodulation times gain ([B, O] float32).
+    if demodulate:
+        oscale = (styles.float().square() @ wsq.t() + 1e-8).rsqrt() * gain
+    else:
+        oscale = None if gain == 1.0 else torch.full((b, out_ch), gain, device=x.device)
+    b_vec = None if bias is None else bias.to(dtype)
+    bias_done = False
+    if kh == 1 and kw == 1 and up == 1:
+        # 1x1 (ToRGB): a batched matrix product with per-sample weights; PyTorch's conv
+        # routes a 3-output 1x1 conv to a slow generic path.
+        wm = conv_weight.reshape(out_ch, in_ch)[None] * styles.to(dtype)[:, None, :]  # [B, O, I]
+        if oscale is not None:
+            wm = wm * oscale.to(dtype)[:, :, None]
+        if _is_channels_last(x):
+            y = torch.matmul(x.permute(0, 2, 3, 1).reshape(b, h * w, in_ch), wm.transpose(1, 2))
+            y = y.reshape(b, h, w, out_ch).permute(0, 3, 1, 2)
+        else:
+            y = torch.matmul(wm, x.reshape(b, in_ch, h * w)).reshape(b, out_ch, h, w)
+    elif b == 1 and weight.numel() <= x.numel():
+        # One sample and a weight smaller than the activations: fold styles and the output
+        # scale into the (prepared) weight -> one plain convolution, bias fused into it.
+        in_shape, out_shape = ((1, in_ch, 1, 1), (out_ch, 1, 1, 1)) if up == 1 else ((in_ch, 1, 1, 1), (1, out_ch, 1, 1))
+        wmod = conv_weight * styles.to(dtype).reshape(in_shape)
+        if oscale is not None:
+            wmod = wmod * oscale.to(dtype).reshape(out_shape)
+        if up == 1:
+            y = F.conv2d(x, wmod, b_vec, padding=pad)
+            bias_done = True
+        else:
+            y = F.conv_transpose2d(x, wmod, stride=2)
+    else:
+        # Scale the activations, run one shared-weight convolution (the whole batch at once),
+        # scale the outputs (NVIDIA's fused_modconv=False). Cheaper than modulating the weight
+        # wherever the weight is the larger tensor, i.e. at low resolutions.
+        xs = x * styles.to(dtype).reshape(b, in_ch, 1, 1)
+        if up == 1:
+            y = F.conv2d(xs, conv_weight, padding=pad)
+        else:
+            y = F.conv_transpose2d(xs, conv_weight, stride=2)
+        if oscale is not None:
+            d = oscale.to(dtype).reshape(b, out_ch, 1, 1)
+            y = y.mul_(d) if inplace else y * d
+    if up != 1:
+        k = resample_filter.shape[-1]
+        p = (k - 2) - (kh - 1)
+        y = fir_filter(y, resample_filter, pad=((p + 1) // 2 + 1, p // 2 + 1), gain=4.0)
+    if noise is not None:
+        n = noise.to(dtype) * gain if gain != 1.0 else noise.to(dtype)
+        y = y.add_(n) if inplace else y + n
+    if b_vec is not None and not bias_done:
+        bb = b_vec.reshape(1, -1, 1, 1)
+        y = y.add_(bb) if inplace else y + bb
+    return y
 
     if impl != "fast":
         raise ValueError(f"impl must be 'fast' or 'reference', got {impl!r}")
