@@ -223,3 +223,10 @@ def test_weight_cache_follows_weight_updates():
         assert torch.allclose(after, G.synthesis(ws, impl="reference"), atol=1e-5, rtol=1e-5)
         G.load_state_dict({k: v.clone() * 0.9 for k, v in G.state_dict().items()})
         assert torch.allclose(G.synthesis(ws), G.synthesis(ws, impl="reference"), atol=1e-5, rtol=1e-5)
+
+
+def test_networks_built_in_inference_mode():
+    with torch.inference_mode():
+        G = _randomize(Generator(_small_config())).eval()
+        ws = G.mapping(torch.randn(2, 16))
+        assert torch.allclose(G.synthesis(ws), G.synthesis(ws, impl="reference"), atol=1e-5, rtol=1e-5)

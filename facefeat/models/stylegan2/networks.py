@@ -146,7 +146,8 @@ class _PreparedWeightCache:
 
     Valid as long as the weight's storage, version counter (bumped by every in-place update:
     optimiser steps, ``load_state_dict``), dtype and memory format are unchanged. Bypassed when
-    the weight needs gradients or under ``torch.compile`` (there it is recomputed in-graph).
+    the weight needs gradients, under ``torch.compile`` (there it is recomputed in-graph) and
+    for weights created inside ``torch.inference_mode()`` (no version counter).
     """
 
     def __init__(self) -> None:
@@ -157,7 +158,8 @@ class _PreparedWeightCache:
             ) -> tuple[torch.Tensor, torch.Tensor]:
         cl = x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         fmt = torch.channels_last if cl else torch.contiguous_format
-        if torch.compiler.is_compiling() or (weight.requires_grad and torch.is_grad_enabled()):
+        if (torch.compiler.is_compiling() or (weight.requires_grad and torch.is_grad_enabled())
+                or weight.is_inference()):  # inference tensors have no version counter to watch
             return prepare_weight(weight, up=up, dtype=dtype, memory_format=fmt, demodulate=demodulate)
         key = (weight.data_ptr(), weight._version, weight.device, dtype, fmt)
         if key != self.key:
