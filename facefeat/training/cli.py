@@ -182,8 +182,9 @@ def _cmd_generator(args: argparse.Namespace) -> int:
     if "snapshot_kimg" in changes and "sample_kimg" not in changes:
         changes["sample_kimg"] = changes["snapshot_kimg"]
     config = TrainingConfig(**changes)
+    resume = args.resume if args.resume is True else (Path(args.resume) if args.resume else False)
     result = train_generator(init=args.init, images=args.images, out=args.out, config=config, device=args.device,
-                             resume=args.resume if args.resume is True else (Path(args.resume) if args.resume else False),
+                             resume=resume,
                              align=args.align, feature_network=args.metric_network, resolution=args.resolution,
                              scratch_cfg=args.cfg, progress=not args.no_progress)
     print(f"trained to {result.kimg:.3f} kimg ({result.step} steps); final G_ema: {result.final}")

@@ -696,7 +696,8 @@ def _progress_bar(total_kimg: float, start_kimg: float, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total_kimg, initial=start_kimg, unit="kimg", desc="train", dynamic_ncols=True,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.3f}/{total:.3f} kimg [{elapsed}<{remaining}{postfix}]")
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.3f}/{total:.3f} kimg "
+                           "[{elapsed}<{remaining}{postfix}]")
 
 
 def _postfix(rec: dict[str, Any]) -> str:
