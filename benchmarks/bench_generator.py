@@ -28,6 +28,10 @@ channels_last), system-CPU share (page faults from large allocations show up her
 ratios: fast vs reference, and batch-8 per-image speed vs batch 1.
 
 Timings depend on what else runs on the machine: compare rows of one run, not across runs.
+On a shared machine, OpenMP threads that spin while waiting lose their core to other processes
+and every parallel op then waits for a descheduled thread; the script therefore sets
+``OMP_WAIT_POLICY=PASSIVE`` before torch loads unless told otherwise (``--omp-wait-policy``),
+and prints the policy and the load average in its header.
 """
 
 from __future__ import annotations
@@ -40,13 +44,8 @@ import statistics
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
 
-from facefeat.models.stylegan2 import Generator, GeneratorConfig
-
-
-def conv_flops(cfg: GeneratorConfig) -> int:
+def conv_flops(cfg) -> int:
     """FLOPs (2 per multiply-add) of the modulated convolutions of one image."""
     total = 0
     for res in cfg.block_resolutions:
@@ -61,7 +60,11 @@ def conv_flops(cfg: GeneratorConfig) -> int:
     return total
 
 
-def build(size: int, seed: int = 0) -> Generator:
+def build(size: int, seed: int = 0):
+    import torch
+
+    from facefeat.models.stylegan2 import Generator, GeneratorConfig
+
     torch.manual_seed(seed)
     G = Generator(GeneratorConfig.nvidia(size, channel_base=16384, channel_max=512)).eval()
     with torch.no_grad():  # non-trivial noise strengths and biases, as in a trained network
@@ -85,6 +88,9 @@ def timed(fn, *, rounds: int) -> list[tuple[float, float, float]]:
 
 def conv_peak(rounds: int) -> float:
     """Best median GFLOP/s of a 3x3 512->512 conv at 32x32 (batch 1 and 8, channels_last)."""
+    import torch
+    import torch.nn.functional as F
+
     best = 0.0
     w = torch.randn(512, 512, 3, 3).contiguous(memory_format=torch.channels_last)
     for b in (1, 8):
@@ -104,14 +110,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=0,
                     help="timed calls per row (default: 7 below 256 px, 5 at batch 1, 3 at batch 8)")
     ap.add_argument("--impls", default="fast,reference", help="paths to time (default fast,reference)")
+    ap.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "inherit"],
+                    help="OMP_WAIT_POLICY to set before torch loads (default PASSIVE; 'inherit' leaves the "
+                         "environment alone)")
     args = ap.parse_args(argv)
+    if args.omp_wait_policy != "inherit":
+        if "torch" in sys.modules:
+            print("warning: torch already imported; OMP_WAIT_POLICY may not take effect", file=sys.stderr)
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    import torch
+
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
     impls = args.impls.split(",")
 
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} cpu(s), {platform.processor() or platform.machine()}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} cpu(s), "
+          f"{platform.processor() or platform.machine()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
+          f"load average {os.getloadavg()[0]:.2f} (start)")
     peak = conv_peak(rounds=5)
     print(f"conv peak (3x3 512->512 @32x32, channels_last, best of batch 1/8): {peak:.0f} GFLOP/s\n")
 
@@ -149,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         per_img = f"{r['ips'] / b1['ips']:.2f}x" if b1 and r["batch"] != 1 else ""
         print(f"{r['size']:>4} {r['batch']:>5} {r['impl']:<9} {r['ms']:>9.1f} {r['ips']:>7.2f} {r['gflops']:>8.0f} "
               f"{100 * r['gflops'] / peak:>6.0f}% {100 * r['sys']:>5.0f}% {vs_ref:>7} {per_img:>12}")
-    print("\nvs ref: images/s relative to the reference path at the same size and batch; "
+    print(f"\nload average {os.getloadavg()[0]:.2f} (end)")
+    print("vs ref: images/s relative to the reference path at the same size and batch; "
           "B/B1 per img: images/s at this batch relative to batch 1 (>= 1 means batching does not slow "
           "an image down).")
     return 0

@@ -319,7 +319,7 @@ class SynthesisNetwork(nn.Module):
         #: CPU only: largest activation (elements) the fast path processes for a whole batch at
         #: once; larger blocks run in chunks of samples, which keeps working sets cache-sized
         #: and avoids page-faulting fresh memory for every huge temporary. ``None``: never.
-        self.max_batch_elements: int | None = 1 << 22
+        self.max_batch_elements: int | None = 1 << 21
         # First W row (= first noise input) of each block: b4 -> 0, b8 -> 1, b16 -> 3, ...
         self._w_index = {r: max(0, 2 * i - 1) for i, r in enumerate(self.block_resolutions)}
         if config.num_fp16_res > 0:
