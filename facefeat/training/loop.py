@@ -604,10 +604,16 @@ class Trainer:
                 if due(cfg.sample_kimg, prev) or done:
                     self.sample_grid(out / f"fakes-{self.nimg:09d}.png")
                 if cfg.metrics and ((cfg.metrics_kimg > 0 and due(cfg.metrics_kimg, prev)) or done):
-                    res = self.evaluate()
-                    _write_jsonl(log_path, {"event": "metrics", "nimg": self.nimg, **res})
-                    if bar is not None:
-                        bar.write(format_metrics(res))
+                    try:
+                        res = self.evaluate()
+                    except Exception as exc:  # a broken metric must not end a long run; it is logged
+                        log.warning("metrics at %.3f kimg failed: %s: %s", self.kimg, type(exc).__name__, exc)
+                        _write_jsonl(log_path, {"event": "metrics_failed", "nimg": self.nimg,
+                                                "error": f"{type(exc).__name__}: {exc}"})
+                    else:
+                        _write_jsonl(log_path, {"event": "metrics", "nimg": self.nimg, **res})
+                        if bar is not None:
+                            bar.write(format_metrics(res))
                 if due(cfg.snapshot_kimg, prev) or done:
                     stem = self.save_snapshot(out)
                     if stem not in snapshots:

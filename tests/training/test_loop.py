@@ -220,3 +220,16 @@ def test_init_from_scratch_and_from_a_file_without_discriminator(tmp_path, nvidi
     assert info["networks"] == {"G": "G_ema", "G_ema": "G_ema", "D": "random"}
     assert any("no discriminator" in n for n in info["notes"])
     assert all(torch.equal(a, b) for a, b in zip(G.parameters(), G_ema.parameters()))
+
+
+def test_a_failing_metric_is_logged_and_the_run_goes_on(nvidia_tiny, faces32, tmp_path):
+    t = _trainer(nvidia_tiny, faces32, kimg=0.008, metrics=("kid",))
+
+    def broken():
+        raise RuntimeError("feature network exploded")
+
+    t.evaluate = broken
+    result = t.train(tmp_path, progress=False)
+    events = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "metrics_failed" and "exploded" in e["error"] for e in events)
+    assert events[-1]["event"] == "done" and result.final.is_file()

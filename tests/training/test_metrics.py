@@ -52,7 +52,7 @@ def test_landmark_template_is_the_mean_of_the_fixture_faces():
 def crops256() -> torch.Tensor:
     import PIL.Image
 
-    arr = np.stack([np.asarray(PIL.Image.open(p).convert("RGB")) for p in ALIGNED[:6]])
+    arr = np.stack([np.asarray(PIL.Image.open(p).convert("RGB")) for p in ALIGNED[:4]])
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
 
@@ -67,7 +67,7 @@ def test_dlib_template_chips_match_detected_landmarks(crops256):
 
     net = M.DlibFaceDescriptor()
     feats = net(crops256)
-    assert feats.shape == (6, 128)
+    assert feats.shape == (4, 128)
     model = dlib.face_recognition_model_v1(str(dlib_model_path("face_descriptor")))
     det, pred = FaceDetector(), LandmarkPredictor()
     dists = []
@@ -81,8 +81,8 @@ def test_dlib_template_chips_match_detected_landmarks(crops256):
         shape = dlib.full_object_detection(dlib.rectangle(*[int(v) for v in box]),
                                            dlib.points([dlib.point(int(x), int(y)) for x, y in pts]))
         dists.append(np.linalg.norm(np.array(model.compute_face_descriptor(img, shape, 0, 0.25)) - f))
-    assert len(dists) >= 4 and max(dists) < 0.35
-    between = np.linalg.norm(feats[:, None] - feats[None], axis=2)[np.triu_indices(6, 1)]
+    assert len(dists) >= 3 and max(dists) < 0.35
+    between = np.linalg.norm(feats[:, None] - feats[None], axis=2)[np.triu_indices(4, 1)]
     assert np.median(between) > 0.4  # different people stay apart
     assert net.info["sha256"].startswith("55533b28") and net.info["name"] == "dlib_face_recognition_resnet_model_v1"
 
@@ -146,5 +146,5 @@ def test_evaluate_generator_names_the_feature_network(crops256):
                                feature_network=Mean(), num_generated=12, proj_steps=2)
     assert res["feature_network"] == {"name": "channel-means"}
     assert {"kid", "fid", "proj_mse", "proj_psnr", "proj_feature_distance"} <= set(res)
-    assert res["n_real"] == 6 and res["n_generated"] == 12
+    assert res["n_real"] == 4 and res["n_generated"] == 12
     assert np.isfinite([res["kid"], res["fid"], res["proj_mse"]]).all()
