@@ -186,7 +186,7 @@ def _cmd_generator(args: argparse.Namespace) -> int:
     result = train_generator(init=args.init, images=args.images, out=args.out, config=config, device=args.device,
                              resume=resume,
                              align=args.align, feature_network=args.metric_network, resolution=args.resolution,
-                             scratch_cfg=args.cfg, progress=not args.no_progress)
+                             scratch_cfg=args.cfg, channel_base=args.channel_base, progress=not args.no_progress)
     print(f"trained to {result.kimg:.3f} kimg ({result.step} steps); final G_ema: {result.final}")
     if result.snapshots:
         print(f"last snapshot (resumable, loads with load_generator): {result.snapshots[-1]}.safetensors")

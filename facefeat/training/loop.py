@@ -748,7 +748,8 @@ def train_generator(*, init: str | os.PathLike | None, images: str | os.PathLike
                     out: str | os.PathLike, config: TrainingConfig | None = None,
                     device: torch.device | str = "cpu", resume: bool | str | os.PathLike = False,
                     align: bool = False, feature_network=None, resolution: int | None = None,
-                    scratch_cfg: str = "auto", progress: bool = True) -> TrainingResult:
+                    scratch_cfg: str = "auto", channel_base: int | None = None,
+                    progress: bool = True) -> TrainingResult:
     """Fine-tune (or train) a StyleGAN2 generator on aligned face crops.
 
     Parameters
@@ -771,7 +772,7 @@ def train_generator(*, init: str | os.PathLike | None, images: str | os.PathLike
         ``images`` is a folder of photos to align on the fly.
     feature_network : str, path or FeatureNetwork, optional
         For KID/FID (default: dlib's face descriptor).
-    resolution, scratch_cfg : for ``init="scratch"``.
+    resolution, scratch_cfg, channel_base : for ``init="scratch"`` (see :func:`scratch_networks`).
     progress : bool
         Show a progress bar.
 
@@ -820,7 +821,7 @@ def train_generator(*, init: str | os.PathLike | None, images: str | os.PathLike
         if init is None:
             raise ConfigError("--init is required (a checkpoint, a registry name such as nvidia-ffhq-256, or scratch)")
         G, D, G_ema, info = init_networks(init, device=device, resolution=resolution, cfg=scratch_cfg,
-                                          seed=config.seed)
+                                          seed=config.seed, channel_base=channel_base)
         resolution = G.img_resolution
         cfg_for_data = config
     if images is None:
