@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     batches = [int(b) for b in args.batches.split(",")]
     impls = args.impls.split(",")
 
+    policy = os.environ.get("OMP_WAIT_POLICY", "(unset)")
     print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} cpu(s), "
-          f"{platform.processor() or platform.machine()}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
+          f"{platform.processor() or platform.machine()}, OMP_WAIT_POLICY={policy}, "
           f"load average {os.getloadavg()[0]:.2f} (start)")
     peak = conv_peak(rounds=5)
     print(f"conv peak (3x3 512->512 @32x32, channels_last, best of batch 1/8): {peak:.0f} GFLOP/s\n")

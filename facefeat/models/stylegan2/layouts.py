@@ -398,7 +398,8 @@ def _materialize(module: nn.Module, sd: Mapping[str, torch.Tensor], device: torc
     sd = {k: (v.to(device=device, dtype=torch.float32) if v.device.type != "meta" else v) for k, v in sd.items()}
     missing, unexpected = module.load_state_dict(sd, strict=False, assign=True)
     still_meta = [n for n, p in module.named_parameters() if p.device.type == "meta"]
-    still_meta += [n for n, b in module.named_buffers() if b.device.type == "meta" and not n.endswith("resample_filter")]
+    still_meta += [n for n, b in module.named_buffers()
+                   if b.device.type == "meta" and not n.endswith("resample_filter")]
     if unexpected or (still_meta and torch.device(device).type != "meta"):
         raise ModelError(f"internal: unexpected {unexpected}, unfilled {still_meta}")
     for mod in module.modules():

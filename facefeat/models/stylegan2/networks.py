@@ -579,7 +579,8 @@ class Discriminator(nn.Module):
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         r = self.img_resolution
         if img.ndim != 4 or tuple(img.shape[1:]) != (self.img_channels, r, r):
-            raise ValueError(f"discriminator: img must be [batch, {self.img_channels}, {r}, {r}], got {list(img.shape)}")
+            raise ValueError(f"discriminator: img must be [batch, {self.img_channels}, {r}, {r}], "
+                             f"got {list(img.shape)}")
         x = None
         f = self.resample_filter
         for res in self.block_resolutions:

@@ -361,7 +361,10 @@ def modulated_conv2d(
     elif b == 1 and weight.numel() <= x.numel():
         # One sample and a weight smaller than the activations: fold styles and the output
         # scale into the (prepared) weight -> one plain convolution, bias fused into it.
-        in_shape, out_shape = ((1, in_ch, 1, 1), (out_ch, 1, 1, 1)) if up == 1 else ((in_ch, 1, 1, 1), (1, out_ch, 1, 1))
+        if up == 1:
+            in_shape, out_shape = (1, in_ch, 1, 1), (out_ch, 1, 1, 1)
+        else:  # transposed weight [I, O, k, k]
+            in_shape, out_shape = (in_ch, 1, 1, 1), (1, out_ch, 1, 1)
         wmod = conv_weight * styles.to(dtype).reshape(in_shape)
         if oscale is not None:
             wmod = wmod * oscale.to(dtype).reshape(out_shape)
@@ -392,58 +395,4 @@ def modulated_conv2d(
     if b_vec is not None and not bias_done:
         bb = b_vec.reshape(1, -1, 1, 1)
         y = y.add_(bb) if inplace else y + bb
-    return y
-
-    if impl != "fast":
-        raise ValueError(f"impl must be 'fast' or 'reference', got {impl!r}")
-
-    # In-place epilogues only where no autograd graph is recorded (an in-place multiply would
-    # overwrite a tensor that the backward pass needs).
-    inplace = not torch.is_grad_enabled()
-    if prepared is None:
-        memory_format = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
-        prepared = prepare_weight(weight, up=up, dtype=dtype, memory_format=memory_format, demodulate=demodulate)
-    wsq, conv_weight = prepared
-    dcoefs = (styles.float().square() @ wsq.t() + 1e-8).rsqrt() if demodulate else None  # [B, O]
-    if kh == 1 and kw == 1 and up == 1:
-        # 1x1 (ToRGB): a batched matrix product with per-sample weights; PyTorch's conv
-        # routes a 3-output 1x1 conv to a slow generic path.
-        wm = conv_weight.reshape(out_ch, in_ch)[None] * styles.to(dtype)[:, None, :]  # [B, O, I]
-        if demodulate:
-            wm = wm * dcoefs.to(dtype)[:, :, None]
-        if _is_channels_last(x):
-            y = torch.matmul(x.permute(0, 2, 3, 1).reshape(b, h * w, in_ch), wm.transpose(1, 2))
-            y = y.reshape(b, h, w, out_ch).permute(0, 3, 1, 2)
-        else:
-            y = torch.matmul(wm, x.reshape(b, in_ch, h * w)).reshape(b, out_ch, h, w)
-    elif b == 1 and weight.numel() <= x.numel():
-        # One sample and a weight smaller than the activations: fold styles and demodulation
-        # into the (prepared) weight -> one plain convolution, no passes over the activations.
-        in_shape, out_shape = ((1, in_ch, 1, 1), (out_ch, 1, 1, 1)) if up == 1 else ((in_ch, 1, 1, 1), (1, out_ch, 1, 1))
-        wmod = conv_weight * styles.to(dtype).reshape(in_shape)
-        if demodulate:
-            wmod = wmod * dcoefs.to(dtype).reshape(out_shape)
-        if up == 1:
-            y = F.conv2d(x, wmod, padding=pad)
-        else:
-            y = F.conv_transpose2d(x, wmod, stride=2)
-    else:
-        # Scale the activations, run one shared-weight convolution (the whole batch at once),
-        # scale the outputs (NVIDIA's fused_modconv=False). Cheaper than modulating the weight
-        # wherever the weight is the larger tensor, i.e. at low resolutions.
-        xs = x * styles.to(dtype).reshape(b, in_ch, 1, 1)
-        if up == 1:
-            y = F.conv2d(xs, conv_weight, padding=pad)
-        else:
-            y = F.conv_transpose2d(xs, conv_weight, stride=2)
-        if demodulate:
-            d = dcoefs.to(dtype).reshape(b, out_ch, 1, 1)
-            y = y.mul_(d) if inplace else y * d
-    if up != 1:
-        k = resample_filter.shape[-1]
-        p = (k - 2) - (kh - 1)
-        y = fir_filter(y, resample_filter, pad=((p + 1) // 2 + 1, p // 2 + 1), gain=4.0)
-    if noise is not None:
-        n = noise.to(dtype)
-        y = y.add_(n) if inplace else y + n
     return y
