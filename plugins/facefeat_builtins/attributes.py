@@ -114,9 +114,9 @@ class AttributesExtractor(Extractor):
         if self._gender:
             fields.append(P_FEMALE_FIELD)
         if self._distribution:
-            fields.append(embedding_field(
-                f"{NAME}__age_probabilities", [len(AGE_CLASS_YEARS)],
-                "softmax over dlib dnn_age_predictor_v1's age classes 0.25, 1, 2, ..., 80 years"))
+            dist = embedding_field(f"{NAME}__age_probabilities", [len(AGE_CLASS_YEARS)],
+                                   "softmax over dlib dnn_age_predictor_v1's age classes 0.25, 1, 2, ..., 80 years")
+            fields.append(dist.with_metadata({**dist.metadata, b"unit": b"probability"}))
         if self._age:
             fields.append(AGE_SD_FIELD)
         return pa.schema(fields)

@@ -275,3 +275,26 @@ def test_engine_run_writes_rows_for_every_image(tmp_path, examples_dir):
     assert 40 <= df.loc["Tom_Cruise_avp_2014_4", "attributes__apparent_age"] <= 65
     prov = read_provenance(path)
     assert prov["models_sha256"]["age_onnx"] == MODEL_SHA256["age"]
+
+
+# --- documentation -----------------------------------------------------------------------------
+
+
+def test_feature_dictionary_matches_the_output_schema():
+    """docs/features/attributes.md lists exactly the columns, with the schema's units and ranges."""
+    import json
+    from pathlib import Path
+
+    from tests.face.test_geometry_docs import _range, parse_sections
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "features" / "attributes.md"
+    table, headings, sections = parse_sections(path.read_text(encoding="utf-8"))
+    schema = AttributesExtractor({"include_age_distribution": True}).output_schema()
+    assert sorted(table) == sorted(schema.names) and sorted(headings) == sorted(schema.names)
+    for f in schema:
+        unit, rng = table[f.name]
+        meta = f.metadata or {}
+        if b"unit" in meta:
+            assert unit == meta[b"unit"].decode(), f.name
+        assert _range(rng) == (json.loads(meta[b"range"]) if b"range" in meta else None), f.name
+        assert sections[f.name].get("unit") == unit and _range(sections[f.name].get("range", "")) == _range(rng)
