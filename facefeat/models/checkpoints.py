@@ -2,16 +2,14 @@
 
 Formats, told apart by their content (not their file name):
 
-======================  ===================================================  ====================
-format                  what it is                                           how it is read
-======================  ===================================================  ====================
-``"nvidia-pickle"``     stylegan2-ada-pytorch network pickle (``G_ema``,     restricted unpickler;
-                        ``G``, ``D``); starts with a pickle protocol header  embedded code never runs
-``"rosinality"``        rosinality ``.pt`` (``g_ema``, ``g``, ``d``,          ``torch.load(weights_only
-                        ``latent_avg``, ``args``); torch zip or legacy file  =True)`` + Namespace
-``"facefeat"``          ``NAME.safetensors`` + ``NAME.json`` (config and     safetensors, sha256
-                        provenance)                                          checked
-======================  ===================================================  ====================
+* ``"nvidia-pickle"``: an NVlabs/stylegan2-ada-pytorch network pickle (``G_ema``, ``G``, ``D``),
+  recognised by its pickle protocol header; read with a restricted unpickler, the embedded
+  networks source is never run.
+* ``"rosinality"``: a rosinality/stylegan2-pytorch ``.pt`` (``g_ema``, ``g``, ``d``,
+  ``latent_avg``, ``args``), a torch zip or legacy file; read with
+  ``torch.load(weights_only=True)`` allowing ``argparse.Namespace`` only.
+* ``"facefeat"``: ``NAME.safetensors`` + ``NAME.json`` (configs, sha256 of the weights,
+  provenance); the sha256 is checked on load.
 
 Examples
 --------
