@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -659,7 +659,7 @@ def _to_raw(w_z: np.ndarray, b: float, basis: np.ndarray, mean: np.ndarray, scal
     return _Linear(coef, float(b - coef @ mean), float(strength))
 
 
-def _logistic_path(Z: np.ndarray, y: np.ndarray, Cs: Sequence[float], class_weight, val: np.ndarray | None = None):
+def _logistic_path(Z: np.ndarray, y: np.ndarray, Cs: Sequence[float], class_weight):
     """Fit along increasing C with warm starts; yields ``(C, model)``."""
     from sklearn.linear_model import LogisticRegression
 
