@@ -1,0 +1,378 @@
+"""The ``stylegan2`` extractor: each aligned face projected into a StyleGAN2 latent space.
+
+A thin plugin over :func:`facefeat.inversion.projection.project`; every column is documented in
+``docs/features/stylegan2.md``. Every hyperparameter is a config key (with its default), so the
+provenance the engine writes (the resolved config and the sha256 of every file from
+:meth:`StyleGAN2Extractor.model_files`) is enough to reproduce a table.
+
+Knowing the resolution without loading weights
+----------------------------------------------
+``requires()`` must name the aligned crop size before any image is processed, and
+``output_schema()`` the latent's shape ``[num_ws, w_dim]``. Both come from the checkpoint's
+*header*, found in the cheapest place that states it:
+
+1. a registry name: the registry's ``config`` (``resolution``, ``w_dim``/``style_dim``);
+2. a facefeat checkpoint: its JSON config;
+3. an NVIDIA ``.pkl`` or rosinality ``.pt``: the file is read (tensors only, no network is
+   built) and the shapes are inferred by :func:`facefeat.models.stylegan2.infer_generator_config`.
+   For a 1024 px file this costs a few seconds, once per process; ``load()`` reads it again.
+
+The header check also rejects, before any image is processed, a file that is not a StyleGAN2
+generator, a truncated file, and a generator whose resolution the extractor does not support.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from facefeat.engine import Extractor, FaceBatch, Requires, embedding_array, embedding_field, hookimpl
+from facefeat.errors import ConfigError, ModelError
+
+NAME = "stylegan2"
+#: Generator resolutions the extractor accepts (FFHQ alignment at 32..1024 px).
+MIN_RESOLUTION, MAX_RESOLUTION = 32, 1024
+
+#: ``diag__stylegan2__<name>``: (arrow type, unit, range, description).
+DIAGNOSTICS: dict[str, tuple[pa.DataType, str, list, str]] = {
+    "loss": (pa.float64(), "loss units", [0.0, None],
+             "final image distance of the configured loss (mse: [-1,1]-scale MSE; lpips: LPIPS; mse+lpips: "
+             "weighted sum), noise regularizer excluded"),
+    "mse": (pa.float64(), "[0,1]^2", [0.0, 1.0], "mean squared error of the reconstruction on the [0, 1] pixel scale"),
+    "psnr": (pa.float64(), "dB", [0.0, None], "peak signal-to-noise ratio of the reconstruction, -10 log10(mse)"),
+    "lpips": (pa.float64(), "LPIPS", [0.0, None], "LPIPS-VGG distance of the reconstruction; null unless LPIPS "
+              "weights are configured"),
+    "steps": (pa.int32(), "steps", [0, None], "optimisation steps taken (fewer than 'steps' after early stopping)"),
+}
+
+
+def _prop(type_: Any, default: Any, description: str, **kw: Any) -> dict[str, Any]:
+    return {"type": type_, "default": default, "description": description, **kw}
+
+
+CONFIG_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["checkpoint"],
+    "properties": {
+        "checkpoint": {"type": "string", "minLength": 1,
+                       "description": "generator checkpoint: a file (NVIDIA .pkl, rosinality .pt, facefeat "
+                                      ".safetensors/.json) or a registry name (see 'facefeat models list')"},
+        "network": _prop("string", "G_ema", "network in the checkpoint: G_ema (default; rosinality g_ema) or G"),
+        "space": {"enum": ["wplus", "w"], "default": "wplus",
+                  "description": "wplus: one w per synthesis layer, stored [num_ws, w_dim]; w: one w, stored "
+                                 "[1, w_dim]"},
+        "steps": _prop("integer", 500, "optimisation steps per image (NVIDIA's projector: 1000)", minimum=0),
+        "batch_size": _prop("integer", 8, "images optimised together (the last batch may be smaller)", minimum=1),
+        "loss": {"enum": ["mse", "lpips", "mse+lpips"], "default": "mse",
+                 "description": "image distance; lpips needs lpips_vgg16 and lpips_lin"},
+        "mse_weight": _prop("number", 1.0, "weight of the MSE term for loss=mse+lpips", minimum=0),
+        "lpips_weight": _prop("number", 1.0, "weight of the LPIPS term for loss=mse+lpips", minimum=0),
+        "lpips_vgg16": _prop(["string", "null"], None, "torchvision VGG16 weights (vgg16-397923af.pth) for LPIPS"),
+        "lpips_lin": _prop(["string", "null"], None, "lpips package LPIPS-VGG linear heads (weights/v0.1/vgg.pth)"),
+        "seed": _prop("integer", 0, "base seed; image i's random stream is seeded from (seed, image_id)"),
+        "device": _prop(["string", "null"], None, "cpu, cuda, cuda:N, mps; null: the run's device",
+                        pattern="^(cpu|cuda(:[0-9]+)?|mps)$"),
+        "init": {"enum": ["w_avg"], "default": "w_avg",
+                 "description": "start of the optimisation: the mean w (encoder initialisation to come)"},
+        "w_avg_samples": _prop("integer", 10000, "z samples for the mean w and its spread", minimum=1),
+        "w_avg_seed": _prop("integer", 123, "seed of those z samples (NVIDIA's projector: 123)"),
+        "initial_learning_rate": _prop("number", 0.1, "Adam learning rate after the ramp-up", exclusiveMinimum=0),
+        "lr_rampup_length": _prop("number", 0.05, "fraction of steps of linear LR ramp-up", minimum=0, maximum=1),
+        "lr_rampdown_length": _prop("number", 0.25, "fraction of steps of cosine LR ramp-down", minimum=0, maximum=1),
+        "initial_noise_factor": _prop("number", 0.05, "latent noise std at step 0, times the w spread", minimum=0),
+        "noise_ramp_length": _prop("number", 0.75, "fraction of steps over which latent noise goes to 0",
+                                   minimum=0, maximum=1),
+        "regularize_noise_weight": _prop("number", 1e5, "weight of the noise-map autocorrelation penalty",
+                                         minimum=0),
+        "optimize_noise": _prop("boolean", True, "optimise per-image noise maps (NVIDIA); false: the "
+                                                 "generator's stored noise"),
+        "early_stop_patience": _prop(["integer", "null"], 50, "stop an image after this many steps without a "
+                                     "relative loss improvement of early_stop_min_delta; null: never", minimum=1),
+        "early_stop_min_delta": _prop("number", 0.005, "relative loss improvement that counts", minimum=0),
+        "early_stop_start": _prop("number", 0.5, "fraction of steps before early stopping may act", minimum=0,
+                                  maximum=1),
+        "wplus_start": _prop("number", 0.0, "space wplus: fraction of steps optimised in W first", minimum=0,
+                             maximum=1),
+        "batch_invariant": _prop("boolean", True, "compute the generator one image at a time in each step so "
+                                                  "results are bitwise independent of batching (slower on GPU)"),
+        "save_reconstructions": _prop("boolean", False, "write each reconstruction as <image_id>.png"),
+        "reconstructions_dir": _prop(["string", "null"], None, "folder for the PNGs (required with "
+                                                               "save_reconstructions)"),
+    },
+}
+
+#: Config keys passed through to :func:`~facefeat.inversion.projection.project` as is.
+_PROJECT_KEYS = ("space", "w_avg_samples", "w_avg_seed", "initial_learning_rate", "lr_rampup_length",
+                 "lr_rampdown_length", "initial_noise_factor", "noise_ramp_length", "regularize_noise_weight",
+                 "optimize_noise", "loss", "mse_weight", "lpips_weight", "early_stop_patience",
+                 "early_stop_min_delta", "early_stop_start", "wplus_start", "batch_invariant", "init")
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint header
+# --------------------------------------------------------------------------------------------
+
+_HEADER_CACHE: dict[tuple, dict[str, int]] = {}
+
+
+def checkpoint_header(checkpoint: str, network: str = "G_ema") -> dict[str, int]:
+    """``{"resolution", "w_dim", "num_ws"}`` of a generator checkpoint, as cheaply as possible.
+
+    See the module notes for where each format's header comes from. Cached per process (keyed
+    by path, size and mtime).
+
+    Raises
+    ------
+    ModelError
+        Unknown registry name or model not in the cache, missing file, not a StyleGAN2
+        generator, truncated file, no such network, unsupported resolution.
+    """
+    from facefeat.models.registry import REGISTRY, resolve_model
+    from facefeat.models.stylegan2 import num_ws_for_resolution
+
+    if checkpoint in REGISTRY and not Path(checkpoint).expanduser().exists():
+        entry = REGISTRY[checkpoint]
+        if entry.format not in ("nvidia-pkl", "rosinality-pt", "facefeat"):
+            raise ModelError(f"stylegan2.checkpoint = {checkpoint!r} is a {entry.format} model, not a StyleGAN2 "
+                             f"generator")
+        resolve_model(checkpoint)  # raises with pull / offline instructions when not cached
+        cfg = entry.config
+        res = int(cfg["resolution"])
+        w_dim = int(cfg.get("w_dim", cfg.get("style_dim", 512)))
+        return _checked({"resolution": res, "w_dim": w_dim, "num_ws": int(cfg.get("num_ws",
+                                                                                   num_ws_for_resolution(res)))},
+                        checkpoint)
+    path = resolve_model(checkpoint)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, network)
+    if key not in _HEADER_CACHE:
+        _HEADER_CACHE[key] = _checked(_read_header(path, network), str(path))
+    return dict(_HEADER_CACHE[key])
+
+
+def _checked(header: dict[str, int], source: str) -> dict[str, int]:
+    res = header["resolution"]
+    if not (MIN_RESOLUTION <= res <= MAX_RESOLUTION) or res & (res - 1):
+        raise ModelError(f"{source}: generator resolution {res} px is not supported by the stylegan2 extractor "
+                         f"(aligned crops of {MIN_RESOLUTION}..{MAX_RESOLUTION} px, a power of two)")
+    return header
+
+
+def _read_header(path: Path, network: str) -> dict[str, int]:
+    from facefeat.models.checkpoints import detect_format, read_checkpoint
+    from facefeat.models.stylegan2 import infer_generator_config, num_ws_for_resolution
+    from facefeat.models.stylegan2.formats import canonical_name, facefeat_paths
+
+    fmt = detect_format(path)
+    name = canonical_name(network)
+    if fmt == "facefeat":
+        _, cfg_path = facefeat_paths(path)
+        try:
+            doc = json.loads(cfg_path.read_text(encoding="utf-8"))
+            entry = doc["networks"][name]
+            cfg = entry["config"]
+            kind = entry.get("kind")
+            res, w_dim = int(cfg["img_resolution"]), int(cfg["w_dim"])
+        except KeyError as exc:
+            raise ModelError(f"{cfg_path}: no generator network {name!r} with img_resolution and w_dim in this "
+                             f"facefeat config (missing {exc}); set stylegan2.network") from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise ModelError(f"{cfg_path}: cannot read the facefeat checkpoint config ({exc})") from exc
+        if kind not in (None, "generator"):
+            raise ModelError(f"{cfg_path}: network {name!r} is a {kind}, not a generator")
+        return {"resolution": res, "w_dim": w_dim, "num_ws": num_ws_for_resolution(res)}
+    raw = read_checkpoint(path, names=[name])
+    if name not in raw.networks:
+        have = [n for n, k in raw.kinds.items() if k == "generator"]
+        raise ModelError(f"{path}: no network {name!r} in this {raw.format} file; its generators are {have}. "
+                         f"Set stylegan2.network to one of them.")
+    if raw.kinds.get(name) != "generator":
+        raise ModelError(f"{path}: network {name!r} is a {raw.kinds.get(name)}, not a generator")
+    cfg = infer_generator_config(raw.networks[name], raw.layout, source=f"{path} [{name}]",
+                                 init_kwargs=raw.init_kwargs.get(name))
+    return {"resolution": cfg.img_resolution, "w_dim": cfg.w_dim, "num_ws": cfg.num_ws}
+
+
+def image_seed(seed: int, image_id: str) -> int:
+    """Per-image seed from the config seed and the image id (63 bits of sha256): an image's
+    projection does not depend on its batch, its position or the other images of the run."""
+    return int(hashlib.sha256(f"{int(seed)}:{image_id}".encode()).hexdigest()[:15], 16)
+
+
+def _write_png_atomic(array: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        Image.fromarray(array, "RGB").save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Extractor
+# --------------------------------------------------------------------------------------------
+
+class StyleGAN2Extractor(Extractor):
+    """Latent code of each aligned face in a StyleGAN2 generator, by batched projection.
+
+    Config: see :data:`CONFIG_SCHEMA` (every key has a default except ``checkpoint``) and
+    ``docs/features/stylegan2.md``.
+
+    Columns
+    -------
+    ``stylegan2__latent``
+        float32 fixed-size list, shape ``[num_ws, w_dim]`` (space ``wplus``) or ``[1, w_dim]``
+        (space ``w``) in the field metadata.
+    ``diag__stylegan2__{loss, mse, psnr, lpips, steps}``
+        See :data:`DIAGNOSTICS`; ``diag__stylegan2__reconstruction`` (PNG path) too when
+        ``save_reconstructions``.
+    """
+
+    name = NAME
+    version = "1.0.0"
+    config_schema = CONFIG_SCHEMA
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__(config)
+        c = self.config
+        for key, spec in CONFIG_SCHEMA["properties"].items():
+            if "default" in spec:
+                c.setdefault(key, spec["default"])
+        if "checkpoint" not in c:
+            raise ConfigError("stylegan2.checkpoint is required: a generator file or a registry name")
+        if "lpips" in c["loss"] and not (c["lpips_vgg16"] and c["lpips_lin"]):
+            raise ConfigError(f"stylegan2.loss = {c['loss']!r} needs the LPIPS weight files: set stylegan2.lpips_vgg16 "
+                              f"(torchvision vgg16-397923af.pth) and stylegan2.lpips_lin (lpips weights/v0.1/vgg.pth), "
+                              f"or use loss=mse")
+        if bool(c["lpips_vgg16"]) != bool(c["lpips_lin"]):
+            raise ConfigError("stylegan2.lpips_vgg16 and stylegan2.lpips_lin go together: set both or neither")
+        if c["save_reconstructions"] and not c["reconstructions_dir"]:
+            raise ConfigError("stylegan2.save_reconstructions needs stylegan2.reconstructions_dir (a folder, e.g. "
+                              "next to the output table)")
+        self._header: dict[str, int] | None = None
+        self._G = None
+        self._lpips = None
+        self._w_stats = None
+        self._device = None
+
+    # -- declarations -------------------------------------------------------------------
+    @property
+    def header(self) -> dict[str, int]:
+        """Resolution, w_dim and num_ws of the checkpoint (see the module notes)."""
+        if self._header is None:
+            self._header = checkpoint_header(self.config["checkpoint"], self.config["network"])
+        return self._header
+
+    def requires(self) -> Requires:
+        return Requires(aligned_sizes=(self.header["resolution"],), landmarks=False, original=False)
+
+    def latent_shape(self) -> list[int]:
+        h = self.header
+        return [h["num_ws"] if self.config["space"] == "wplus" else 1, h["w_dim"]]
+
+    def output_schema(self) -> pa.Schema:
+        shape = self.latent_shape()
+        fields = [embedding_field(f"{NAME}__latent", shape,
+                                  f"StyleGAN2 {'W+' if shape[0] > 1 else 'W'} latent of the projected face "
+                                  f"({self.config['checkpoint']}, {self.config['network']})")]
+        for key, (typ, unit, rng, desc) in DIAGNOSTICS.items():
+            meta = {b"unit": unit.encode(), b"range": json.dumps(rng).encode(), b"description": desc.encode()}
+            fields.append(pa.field(f"diag__{NAME}__{key}", typ, metadata=meta))
+        if self.config["save_reconstructions"]:
+            fields.append(pa.field(f"diag__{NAME}__reconstruction", pa.string(),
+                                   metadata={b"description": b"path of the reconstruction PNG"}))
+        return pa.schema(fields)
+
+    def model_files(self) -> dict[str, str]:
+        from facefeat.models.registry import resolve_model
+        from facefeat.models.stylegan2.formats import facefeat_paths
+
+        path = resolve_model(self.config["checkpoint"])
+        files = {"checkpoint": str(path)}
+        if path.suffix in (".json", ".safetensors"):
+            weights, cfg = facefeat_paths(path)
+            files = {"checkpoint": str(weights), "checkpoint_config": str(cfg)}
+        self.header  # fail here, before any image, on a file that is not a usable generator
+        if self.config["lpips_vgg16"]:
+            files["lpips_vgg16"] = str(self.config["lpips_vgg16"])
+            files["lpips_lin"] = str(self.config["lpips_lin"])
+        return files
+
+    # -- work ---------------------------------------------------------------------------
+    def load(self, device: str = "cpu") -> None:
+        from facefeat.inversion import load_lpips_vgg, w_stats
+        from facefeat.models.checkpoints import load_generator
+        from facefeat.models.registry import resolve_model
+
+        c = self.config
+        self._device = c["device"] or device
+        path = resolve_model(c["checkpoint"])
+        self._G = load_generator(path, which=c["network"], device=self._device,
+                                 expected_resolution=self.header["resolution"])
+        if c["lpips_vgg16"]:
+            self._lpips = load_lpips_vgg(c["lpips_vgg16"], c["lpips_lin"], device=self._device)
+        self._w_stats = w_stats(self._G, c["w_avg_samples"], seed=c["w_avg_seed"])
+
+    def extract(self, batch: FaceBatch) -> pa.RecordBatch:
+        from facefeat.inversion import project
+        from facefeat.inversion.metrics import synth_to_uint8
+
+        schema = self.output_schema()
+        n = len(batch)
+        if n == 0:
+            return pa.RecordBatch.from_pylist([], schema=schema)
+        if self._G is None:
+            self.load(self.config["device"] or "cpu")
+        c = self.config
+        res = self.header["resolution"]
+        target = batch.aligned(res)
+        result = project(
+            self._G, target, num_steps=c["steps"], perceptual=self._lpips, batch_size=c["batch_size"],
+            seed=[image_seed(c["seed"], f.image_id) for f in batch], device=self._device,
+            w_stats_cache=self._w_stats, return_images=c["save_reconstructions"], return_noises=False,
+            **{k: c[k] for k in _PROJECT_KEYS})
+        latents = result.latents.numpy().astype(np.float32)
+        columns: dict[str, Any] = {
+            f"{NAME}__latent": embedding_array(latents.reshape(n, -1)),
+            f"diag__{NAME}__loss": result.loss.double().numpy(),
+            f"diag__{NAME}__mse": result.mse.double().numpy(),
+            f"diag__{NAME}__psnr": result.psnr.double().numpy(),
+            f"diag__{NAME}__lpips": None if result.lpips is None else result.lpips.double().numpy(),
+            f"diag__{NAME}__steps": result.steps.numpy().astype(np.int32),
+        }
+        if c["save_reconstructions"]:
+            folder = Path(c["reconstructions_dir"])
+            paths = []
+            for face, img in zip(batch, synth_to_uint8(result.images)):
+                p = folder / f"{face.image_id}.png"
+                _write_png_atomic(img, p)
+                paths.append(str(p))
+            columns[f"diag__{NAME}__reconstruction"] = paths
+        arrays = []
+        for f in schema:
+            v = columns[f.name]
+            if v is None:
+                arrays.append(pa.nulls(n, type=f.type))
+            elif isinstance(v, pa.Array):
+                arrays.append(v)
+            else:
+                arrays.append(pa.array(v, type=f.type))
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+@hookimpl
+def facefeat_register(registry) -> None:
+    registry.add_extractor(StyleGAN2Extractor)
