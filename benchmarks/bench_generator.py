@@ -74,9 +74,10 @@ def build(size: int, seed: int = 0):
     return G.requires_grad_(False)
 
 
-def timed(fn, *, rounds: int) -> list[tuple[float, float, float]]:
-    """(wall, user, sys) seconds of ``rounds`` calls (after one warm-up call)."""
-    fn()
+def timed(fn, *, rounds: int, warm: bool = True) -> list[tuple[float, float, float]]:
+    """(wall, user, sys) seconds of ``rounds`` calls (after one warm-up call if ``warm``)."""
+    if warm:
+        fn()
     out = []
     for _ in range(rounds):
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", default="1,8", help="comma-separated batch sizes (default 1,8)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
     ap.add_argument("--repeats", type=int, default=0,
-                    help="timed calls per row (default: 7 below 256 px, 5 at batch 1, 3 at batch 8)")
+                    help="rounds per size (default: 7 below 256 px, 4 at 256 px); each round times every "
+                         "(batch, path) once, smaller batches several times")
     ap.add_argument("--impls", default="fast,reference", help="paths to time (default fast,reference)")
     ap.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "inherit"],
                     help="OMP_WAIT_POLICY to set before torch loads (default PASSIVE; 'inherit' leaves the "
@@ -136,22 +138,30 @@ def main(argv: list[str] | None = None) -> int:
     for size in sizes:
         G = build(size)
         flops = conv_flops(G.config)
-        for batch in batches:
-            ws = G.mapping(torch.randn(batch, G.z_dim, generator=torch.Generator().manual_seed(1)))
-            rounds = args.repeats or (7 if size < 256 else (5 if batch == 1 else 3))
-            samples: dict[str, list] = {impl: [] for impl in impls}
-            with torch.inference_mode():
-                for impl in impls:  # warm-up (weight caches, allocator)
-                    G.synthesis(ws, impl=impl)
-                for _ in range(rounds):  # interleaved: load changes hit both paths alike
+        gen = torch.Generator().manual_seed(1)
+        ws = {b: G.mapping(torch.randn(b, G.z_dim, generator=gen)) for b in batches}
+        rounds = args.repeats or (7 if size < 256 else 4)
+        # Every round times each (batch, path) pair once, small batches several times, so that
+        # load changes on a shared machine hit all rows alike.
+        calls = {b: max(1, max(batches) // (2 * b)) if b < max(batches) else 1 for b in batches}
+        samples: dict[tuple[int, str], list] = {(b, i): [] for b in batches for i in impls}
+        with torch.inference_mode():
+            for b in batches:  # warm-up (weight caches, allocator)
+                for impl in impls:
+                    G.synthesis(ws[b], impl=impl)
+            for _ in range(rounds):
+                for b in batches:
                     for impl in impls:
-                        samples[impl] += timed(lambda: G.synthesis(ws, noise_mode="const", impl=impl), rounds=1)
+                        fn = lambda: G.synthesis(ws[b], noise_mode="const", impl=impl)  # noqa: E731
+                        samples[(b, impl)] += [timed(fn, rounds=1, warm=False)[0] for _ in range(calls[b])]
+        for b in batches:
             for impl in impls:
-                wall = statistics.median(s[0] for s in samples[impl])
-                cpu = sum(s[1] + s[2] for s in samples[impl])
-                sys_share = sum(s[2] for s in samples[impl]) / cpu if cpu else 0.0
-                rows.append(dict(size=size, batch=batch, impl=impl, ms=wall * 1e3, ips=batch / wall,
-                                 gflops=flops * batch / wall / 1e9, sys=sys_share))
+                got = samples[(b, impl)]
+                wall = statistics.median(s[0] for s in got)
+                cpu = sum(s[1] + s[2] for s in got)
+                sys_share = sum(s[2] for s in got) / cpu if cpu else 0.0
+                rows.append(dict(size=size, batch=b, impl=impl, ms=wall * 1e3, ips=b / wall,
+                                 gflops=flops * b / wall / 1e9, sys=sys_share))
         del G
 
     by = {(r["size"], r["batch"], r["impl"]): r for r in rows}
