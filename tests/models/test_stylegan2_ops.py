@@ -185,6 +185,7 @@ def test_compile_traces_without_graph_breaks():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit deprecations inside inductor
 def test_inductor_compile_matches_eager():
     G = _randomize(Generator(_small_config())).eval()
     z = torch.randn(2, 16)
