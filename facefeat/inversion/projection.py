@@ -12,9 +12,10 @@ each step. Differences, all for batching:
   gradient is what it would be alone; Adam is per element; the random numbers of image ``i``
   come from its own ``torch.Generator`` seeded with ``seeds[i]``. Projecting images one by one
   with the same seeds gives the same result up to float rounding (checked by the tests).
-* **Per-image early stopping**: an image whose loss has not improved for ``patience`` steps is
-  frozen (its latent and noise are no longer updated) and leaves the batch, so the remaining
-  images run faster.
+* **Per-image early stopping**: an image whose loss has plateaued skips ahead to the
+  learning-rate ramp-down, and an image that has finished is frozen (its latent and noise are no
+  longer updated) and leaves the batch, so the remaining images run faster. Each image runs on
+  its own schedule clock, so this too is independent of the batch.
 * Spaces W (one w broadcast to every layer, NVIDIA's) and W+ (one w per layer).
 * Losses: MSE (default, needs no weights), LPIPS-VGG from weight files on disk, or both.
 
@@ -211,7 +212,8 @@ class _Adam:
         self.v[k] = self.v[k].expand_as(param).clone()
 
     @torch.no_grad()
-    def step(self, grads: list[torch.Tensor], idx: torch.Tensor | None, lr: float) -> None:
+    def step(self, grads: list[torch.Tensor], idx: torch.Tensor | None, lr: torch.Tensor) -> None:
+        """One update of the rows ``idx`` (all if None) with per-row learning rates ``lr [rows]``."""
         for k, (p, m, v, g) in enumerate(zip(self.params, self.m, self.v, grads)):
             self.t[k] += 1
             bc1 = 1.0 - self.b1 ** self.t[k]
@@ -223,7 +225,7 @@ class _Adam:
             ms.mul_(self.b1).add_(g, alpha=1.0 - self.b1)
             vs.mul_(self.b2).addcmul_(g, g, value=1.0 - self.b2)
             denom = (vs.sqrt() / bc2_sqrt).add_(self.eps)
-            ps.addcdiv_(ms, denom, value=-lr / bc1)
+            ps.addcdiv_(ms * lr.reshape(-1, *([1] * (ms.ndim - 1))), denom, value=-1.0 / bc1)
             if idx is not None:
                 p.index_copy_(0, idx, ps)
                 m.index_copy_(0, idx, ms)
@@ -235,7 +237,7 @@ def project(
     target: torch.Tensor | np.ndarray,
     *,
     space: str = "wplus",
-    num_steps: int = 300,
+    num_steps: int = 500,
     init: str | torch.Tensor = "w_avg",
     w_avg_samples: int = 10000,
     w_avg_seed: int = 123,
@@ -277,7 +279,7 @@ def project(
         ``R = G.img_resolution``.
     space : {"wplus", "w"}
         W+ (one w per synthesis layer; reconstructs better) or W (one w broadcast, NVIDIA's).
-    num_steps : int, default 300
+    num_steps : int, default 500
         Optimisation steps; the schedules below are fractions of it. NVIDIA's default is 1000
         (:data:`NVIDIA_DEFAULTS`).
     init : "w_avg" or Tensor
@@ -302,9 +304,14 @@ def project(
     mse_weight, lpips_weight : float
         Weights for ``loss="mse+lpips"``.
     early_stop_patience : int or None
-        Stop an image once its loss has not improved by a relative ``early_stop_min_delta`` for
-        this many steps, counted from ``early_stop_start * num_steps`` (after the latent-noise
-        ramp by default, when the loss is no longer noisy). None: never stop early.
+        Per-image early stopping. Once an image's loss has not improved by a relative
+        ``early_stop_min_delta`` over its best for this many steps (watched from
+        ``early_stop_start * num_steps`` on), the image skips the rest of the constant-rate
+        phase and jumps to the learning-rate ramp-down (the last ``lr_rampdown_length`` of the
+        schedule), which it then runs to the end; a plateau *during* the ramp-down ends it at
+        once. A finished image is frozen (its latent and noise are no longer updated) and
+        leaves the batch. Stopping without the ramp-down would forgo the annealing that most
+        of the final quality comes from. None: every image runs ``num_steps``.
     early_stop_min_delta, early_stop_start : float
     betas, eps : Adam settings (NVIDIA: (0.9, 0.999), 1e-8).
     seed : int or sequence of int
@@ -474,6 +481,8 @@ def _project_batch(G, target: torch.Tensor, init: torch.Tensor, seeds: list[int]
     mse_hist = torch.full((b, num_steps), float("nan"))
     traj = []
     start_stop = int(math.ceil(early_stop_start * num_steps))
+    anneal_start = num_steps - int(math.ceil(lr_rampdown_length * num_steps))
+    skipped = torch.zeros(b, dtype=torch.int64)  # schedule steps an image skipped at a plateau
 
     for step in range(num_steps):
         if switch and step == switch:
@@ -485,19 +494,23 @@ def _project_batch(G, target: torch.Tensor, init: torch.Tensor, seeds: list[int]
             break
         all_active = act.numel() == b
         idx = None if all_active else act.to(device)
-        lr = learning_rate(step, num_steps, initial_learning_rate=initial_learning_rate,
-                           lr_rampdown_length=lr_rampdown_length, lr_rampup_length=lr_rampup_length)
-        scale = latent_noise_scale(step, num_steps, w_std=w_std, initial_noise_factor=initial_noise_factor,
-                                   noise_ramp_length=noise_ramp_length)
+        # Each image runs on its own clock (step + the steps it skipped at a plateau).
+        clocks = [step + int(skipped[i]) for i in act.tolist()]
+        lr = torch.tensor([learning_rate(c, num_steps, initial_learning_rate=initial_learning_rate,
+                                         lr_rampdown_length=lr_rampdown_length, lr_rampup_length=lr_rampup_length)
+                           for c in clocks], dtype=torch.float32, device=device)
+        scales = [latent_noise_scale(c, num_steps, w_std=w_std, initial_noise_factor=initial_noise_factor,
+                                     noise_ramp_length=noise_ramp_length) for c in clocks]
         # Leaves for this step: the active rows only (frozen images are not computed at all).
         lat = latents if all_active else latents.index_select(0, idx)
         nz = None
         if noises is not None:
             nz = [n if all_active else n.index_select(0, idx) for n in noises]
         w_noise = None
-        if scale > 0:
-            eps_w = torch.stack([torch.randn(rows, lat.shape[2], generator=gens[i]) for i in act.tolist()])
-            w_noise = eps_w.to(device) * scale
+        if any(sc > 0 for sc in scales):
+            eps_w = torch.stack([torch.randn(rows, lat.shape[2], generator=gens[i]) * sc if sc > 0
+                                 else torch.zeros(rows, lat.shape[2]) for i, sc in zip(act.tolist(), scales)])
+            w_noise = eps_w.to(device)
         groups = [[k] for k in range(act.numel())] if batch_invariant else [list(range(act.numel()))]
         data_parts, synth_parts, grad_parts = [], [], []
         for grp in groups:
@@ -526,12 +539,21 @@ def _project_batch(G, target: torch.Tensor, init: torch.Tensor, seeds: list[int]
             loss_hist[act, step] = data_cpu.float()
             mse_hist[act, step] = image_mse(synth, target if all_active else target.index_select(0, idx)).cpu()
         steps[act] += 1
-        if early_stop_patience is not None and step + 1 >= start_stop:
+        if early_stop_patience is not None:
+            clock_now = steps[act] + skipped[act]
+            watch = clock_now >= start_stop
             improved = data_cpu < best[act] * (1.0 - early_stop_min_delta)
-            best[act] = torch.where(improved, data_cpu, best[act])
-            since[act] = torch.where(improved, torch.zeros_like(since[act]), since[act] + 1)
-            stop = since[act] >= early_stop_patience
-            active[act[stop]] = False
+            best[act] = torch.where(watch & improved, data_cpu, best[act])
+            since[act] = torch.where(watch & ~improved, since[act] + 1, torch.zeros_like(since[act]))
+            for k in (since[act] >= early_stop_patience).nonzero().flatten().tolist():
+                i = int(act[k])
+                if clock_now[k] < anneal_start:  # plateau before the ramp-down: skip ahead to it
+                    skipped[i] += anneal_start - int(clock_now[k])
+                    since[i] = 0
+                    best[i] = float("inf")
+                else:  # plateau during the ramp-down: done
+                    active[i] = False
+        active &= (steps + skipped) < num_steps  # an image whose clock ran out is done
         if trajectory_every and (step + 1) % trajectory_every == 0:
             traj.append(latents.detach().expand(-1, out_rows, -1).cpu().clone())
         if callback is not None:

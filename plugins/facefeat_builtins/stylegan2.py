@@ -94,10 +94,11 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                          minimum=0),
         "optimize_noise": _prop("boolean", True, "optimise per-image noise maps (NVIDIA); false: the "
                                                  "generator's stored noise"),
-        "early_stop_patience": _prop(["integer", "null"], 50, "stop an image after this many steps without a "
-                                     "relative loss improvement of early_stop_min_delta; null: never", minimum=1),
-        "early_stop_min_delta": _prop("number", 0.005, "relative loss improvement that counts", minimum=0),
-        "early_stop_start": _prop("number", 0.5, "fraction of steps before early stopping may act", minimum=0,
+        "early_stop_patience": _prop(["integer", "null"], 25, "after this many steps without a relative "
+                                     "loss improvement of early_stop_min_delta an image skips to the LR ramp-down, "
+                                     "and a plateau there ends it; null: never", minimum=1),
+        "early_stop_min_delta": _prop("number", 0.01, "relative loss improvement that counts", minimum=0),
+        "early_stop_start": _prop("number", 0.25, "fraction of steps before early stopping may act", minimum=0,
                                   maximum=1),
         "wplus_start": _prop("number", 0.0, "space wplus: fraction of steps optimised in W first", minimum=0,
                              maximum=1),
