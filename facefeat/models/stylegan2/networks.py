@@ -373,35 +373,32 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"synthesis: noise must hold {n_noise} maps (one per layer), got {len(noise)}")
         ws = ws.to(torch.float32)
         kw = dict(noise_mode=noise_mode, generator=generator, impl=impl, compute_dtype=compute_dtype)
-        resolutions = self.block_resolutions
-        batch = ws.shape[0]
-        # Blocks whose activations for the whole batch exceed max_batch_elements run in chunks
-        # of samples (shape-only decision), so a batch stays as fast per image as one sample.
-        split = len(resolutions)
-        if impl == "fast" and self.max_batch_elements is not None and batch > 1 and ws.device.type == "cpu":
-            big = [i for i, r in enumerate(resolutions)
-                   if batch * self.config.channels[r] * r * r > self.max_batch_elements]
-            split = big[0] if big else split
-        x, img = self._run_blocks(resolutions[:split], None, None, ws, noise, **kw)
-        if split == len(resolutions):
-            return img.contiguous()
-        per_sample = max(self.config.channels[r] * r * r for r in resolutions[split:])
-        chunk = max(1, self.max_batch_elements // per_sample)
-        outs = []
-        for c0 in range(0, batch, chunk):
-            sl = slice(c0, c0 + chunk)
-            nz = None if noise is None else [n[sl] if n.ndim == 4 and n.shape[0] == batch else n for n in noise]
-            _, ic = self._run_blocks(resolutions[split:], None if x is None else x[sl],
-                                     None if img is None else img[sl], ws[sl], nz, **kw)
-            outs.append(ic)
-        img = torch.cat(outs)
+        # CPU: blocks whose activations for the current (sub-)batch exceed max_batch_elements
+        # run on smaller sub-batches (shape-only decisions), so working sets stay cache-sized
+        # and a batch is at least as fast per image as one sample.
+        chunked = (impl == "fast" and self.max_batch_elements is not None and ws.device.type == "cpu")
+        _, img = self._run_blocks(self.block_resolutions, None, None, ws, noise, chunked=chunked, **kw)
         return img.contiguous()
 
     def _run_blocks(self, resolutions: Sequence[int], x: torch.Tensor | None, img: torch.Tensor | None,
                     ws: torch.Tensor, noise: Sequence[torch.Tensor] | None, *, noise_mode: str,
                     generator: torch.Generator | None, impl: str, compute_dtype: torch.dtype | None,
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        for res in resolutions:
+                    chunked: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
+        batch = ws.shape[0]
+        for i, res in enumerate(resolutions):
+            per_sample = self.config.channels[res] * res * res
+            if chunked and batch > 1 and batch * per_sample > self.max_batch_elements:
+                chunk = max(1, self.max_batch_elements // per_sample)
+                outs = []
+                for c0 in range(0, batch, chunk):
+                    sl = slice(c0, c0 + chunk)
+                    nz = None if noise is None else [n[sl] if n.ndim == 4 and n.shape[0] == batch else n
+                                                     for n in noise]
+                    outs.append(self._run_blocks(
+                        resolutions[i:], None if x is None else x[sl], None if img is None else img[sl], ws[sl], nz,
+                        noise_mode=noise_mode, generator=generator, impl=impl, compute_dtype=compute_dtype,
+                        chunked=True)[1])
+                return None, torch.cat(outs)
             block = getattr(self, f"b{res}")
             w_idx = self._w_index[res]
             dtype = compute_dtype if (compute_dtype is not None and res >= self.lowp_min_resolution) else torch.float32
