@@ -172,8 +172,9 @@ def _read_header(path: Path, network: str) -> dict[str, int]:
     from facefeat.models.stylegan2 import infer_generator_config, num_ws_for_resolution
     from facefeat.models.stylegan2.formats import canonical_name, facefeat_paths
 
-    fmt = detect_format(path)
     name = canonical_name(network)
+    # facefeat: the JSON says it all (the weights are not even opened)
+    fmt = "facefeat" if path.suffix in (".json", ".safetensors") else detect_format(path)
     if fmt == "facefeat":
         _, cfg_path = facefeat_paths(path)
         try:
@@ -301,12 +302,12 @@ class StyleGAN2Extractor(Extractor):
         from facefeat.models.registry import resolve_model
         from facefeat.models.stylegan2.formats import facefeat_paths
 
+        self.header  # fail here, before any image, on a file that is not a usable generator
         path = resolve_model(self.config["checkpoint"])
         files = {"checkpoint": str(path)}
         if path.suffix in (".json", ".safetensors"):
             weights, cfg = facefeat_paths(path)
             files = {"checkpoint": str(weights), "checkpoint_config": str(cfg)}
-        self.header  # fail here, before any image, on a file that is not a usable generator
         if self.config["lpips_vgg16"]:
             files["lpips_vgg16"] = str(self.config["lpips_vgg16"])
             files["lpips_lin"] = str(self.config["lpips_lin"])
