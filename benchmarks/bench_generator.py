@@ -173,13 +173,14 @@ def main(argv: list[str] | None = None) -> int:
                 wall = statistics.median(s[0] for s in got)
                 cpu = sum(s[1] + s[2] for s in got)
                 sys_share = sum(s[2] for s in got) / cpu if cpu else 0.0
-                rows.append(dict(size=size, batch=b, impl=impl, ms=wall * 1e3, ips=b / wall,
+                total_ips = b * len(got) / sum(s[0] for s in got)
+                rows.append(dict(size=size, batch=b, impl=impl, ms=wall * 1e3, ips=b / wall, total_ips=total_ips,
                                  gflops=flops * b / wall / 1e9, sys=sys_share))
         del G
 
     by = {(r["size"], r["batch"], r["impl"]): r for r in rows}
     hdr = (f"{'px':>4} {'batch':>5} {'path':<9} {'ms/call':>9} {'img/s':>7} {'GFLOP/s':>8} {'% peak':>7} "
-           f"{'sys %':>6} {'vs ref':>7} {'B/B1 per img':>12}")
+           f"{'sys %':>6} {'vs ref':>7} {'B/B1 per img':>12} {'(totals)':>8}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
@@ -187,12 +188,15 @@ def main(argv: list[str] | None = None) -> int:
         b1 = by.get((r["size"], 1, r["impl"]))
         vs_ref = f"{r['ips'] / ref['ips']:.2f}x" if ref and r["impl"] != "reference" else ""
         per_img = f"{r['ips'] / b1['ips']:.2f}x" if b1 and r["batch"] != 1 else ""
+        per_tot = f"{r['total_ips'] / b1['total_ips']:.2f}x" if b1 and r["batch"] != 1 else ""
         print(f"{r['size']:>4} {r['batch']:>5} {r['impl']:<9} {r['ms']:>9.1f} {r['ips']:>7.2f} {r['gflops']:>8.0f} "
-              f"{100 * r['gflops'] / peak:>6.0f}% {100 * r['sys']:>5.0f}% {vs_ref:>7} {per_img:>12}")
+              f"{100 * r['gflops'] / peak:>6.0f}% {100 * r['sys']:>5.0f}% {vs_ref:>7} {per_img:>12} {per_tot:>8}")
     print(f"\nload average {os.getloadavg()[0]:.2f} (end)")
-    print("vs ref: images/s relative to the reference path at the same size and batch; "
-          "B/B1 per img: images/s at this batch relative to batch 1 (>= 1 means batching does not slow "
-          "an image down).")
+    print("vs ref: images/s relative to the reference path at the same size and batch (medians). "
+          "B/B1 per img: images/s at this batch relative to batch 1 (>= 1: batching does not slow an image "
+          "down), from medians and, in '(totals)', from all images / all wall time of the interleaved "
+          "rounds (less biased when the load fluctuates: a short batch-1 call is more likely than a long "
+          "batch-8 call to fall into a quiet moment).")
     return 0
 
 
