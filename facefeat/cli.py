@@ -38,15 +38,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"facefeat {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    add_optional_commands(subparsers, COMMAND_MODULES, "add_commands")
+    return parser
+
+
+def add_optional_commands(subparsers, modules, hook: str) -> None:
+    """Call ``module.<hook>(subparsers)`` for each module that is installed; skip absent ones.
+
+    Only a module that is itself missing is skipped: an import error inside it is raised.
+    """
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
             if exc.name == name:
                 continue
             raise
-        module.add_commands(subparsers)
-    return parser
+        getattr(module, hook)(subparsers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -138,7 +138,30 @@ def hazard_ratio_per_sd(
     }
 
 
-class CoxnetCV(BaseEstimator):
+class BreslowPredictMixin:
+    """Survival curves from a Breslow baseline (``baseline_``, ``unique_times_``) and Harrell's C.
+
+    Shared by the estimators whose ``predict`` returns a log relative hazard.
+    """
+
+    def predict_cumulative_hazard_function(self, X: Any, return_array: bool = False):
+        fns = self.baseline_.get_cumulative_hazard_function(self.predict(X))
+        return np.vstack([f(self.unique_times_) for f in fns]) if return_array else fns
+
+    def predict_survival_function(self, X: Any, return_array: bool = False):
+        fns = self.baseline_.get_survival_function(self.predict(X))
+        return np.vstack([f(self.unique_times_) for f in fns]) if return_array else fns
+
+    def score(self, X: Any, y: Any) -> float:
+        from sksurv.metrics import concordance_index_censored
+
+        from facefeat.survival.target import check_survival_target
+
+        event, time = check_survival_target(y)
+        return concordance_index_censored(event, time, self.predict(X))[0]
+
+
+class CoxnetCV(BreslowPredictMixin, BaseEstimator):
     """Elastic-net Cox model whose penalty is chosen by inner cross-validation.
 
     The path of penalties is fitted once on the training data by scikit-survival's
@@ -287,19 +310,3 @@ class CoxnetCV(BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """Linear predictor at the chosen penalty (higher = worse)."""
         return np.asarray(X, dtype=np.float64) @ self.coef_
-
-    def predict_cumulative_hazard_function(self, X: Any, return_array: bool = False):
-        fns = self.baseline_.get_cumulative_hazard_function(self.predict(X))
-        return np.vstack([f(self.unique_times_) for f in fns]) if return_array else fns
-
-    def predict_survival_function(self, X: Any, return_array: bool = False):
-        fns = self.baseline_.get_survival_function(self.predict(X))
-        return np.vstack([f(self.unique_times_) for f in fns]) if return_array else fns
-
-    def score(self, X: Any, y: Any) -> float:
-        from sksurv.metrics import concordance_index_censored
-
-        from facefeat.survival.target import check_survival_target
-
-        event, time = check_survival_target(y)
-        return concordance_index_censored(event, time, self.predict(X))[0]

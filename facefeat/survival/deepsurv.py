@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from facefeat.errors import ConfigError, DataError
+from facefeat.survival.cox import BreslowPredictMixin
 
 log = logging.getLogger("facefeat.survival")
 
@@ -100,7 +101,7 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-class DeepSurv(BaseEstimator):
+class DeepSurv(BreslowPredictMixin, BaseEstimator):
     """Cox proportional hazards model with a multilayer perceptron as risk function.
 
     Parameters
@@ -314,22 +315,6 @@ class DeepSurv(BaseEstimator):
         if X.shape[1] != self.n_features_in_:
             raise DataError(f"X has {X.shape[1]} features but DeepSurv was fitted on {self.n_features_in_}")
         return self._forward((X - self.mean_) / self.scale_)
-
-    def predict_cumulative_hazard_function(self, X: Any, return_array: bool = False):
-        fns = self.baseline_.get_cumulative_hazard_function(self.predict(X))
-        return np.vstack([f(self.unique_times_) for f in fns]) if return_array else fns
-
-    def predict_survival_function(self, X: Any, return_array: bool = False):
-        fns = self.baseline_.get_survival_function(self.predict(X))
-        return np.vstack([f(self.unique_times_) for f in fns]) if return_array else fns
-
-    def score(self, X: Any, y: Any) -> float:
-        from sksurv.metrics import concordance_index_censored
-
-        from facefeat.survival.target import check_survival_target
-
-        event, time = check_survival_target(y)
-        return concordance_index_censored(event, time, self.predict(X))[0]
 
     def __getstate__(self):
         # keep pickles (joblib model files) loadable on machines without the training device

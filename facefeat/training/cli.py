@@ -10,7 +10,6 @@ those modules, without touching this file's wiring. Nothing heavy is imported at
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
 _RAW = argparse.RawDescriptionHelpFormatter
@@ -62,14 +61,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=lambda args: _help(train))
     sub = train.add_subparsers(dest="train_command", metavar="SUBCOMMAND")
     add_train_commands(sub)
-    for name in TRAIN_COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        module.add_train_commands(sub)
+    from facefeat.cli import add_optional_commands
+
+    add_optional_commands(sub, TRAIN_COMMAND_MODULES, "add_train_commands")
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
