@@ -257,7 +257,8 @@ def test_save_then_load_round_trip(tmp_path):
                                decoder_state_dict={"style.1.weight": torch.zeros(2, 2)})
     ck = load_e4e(path, device="meta", num_ws=14)
     assert ck.n_styles == 14
-    assert ck.opts == {"stylegan_size": 256, "encoder_type": "Encoder4Editing", "start_from_latent_avg": True}
+    assert ck.opts == {"stylegan_size": 256, "input_size": 256, "encoder_type": "Encoder4Editing",
+                       "start_from_latent_avg": True}
     assert set(ck.decoder_state_dict) == {"style.1.weight"}
     assert not list(tmp_path.joinpath("sub").glob("*.tmp"))
 
@@ -278,6 +279,7 @@ class StubEncoder(nn.Module):
     """Stands in for Encoder4Editing: records its inputs, returns their per-image mean in every cell."""
 
     n_styles = 4
+    input_size = 256
 
     def __init__(self):
         super().__init__()
@@ -401,3 +403,24 @@ def test_encode_config_errors():
         encode(StubEncoder(), _uint8(1, 256), latent_avg=None, batch_size=0)
     with pytest.raises(ConfigError, match="encoder is on cpu"):
         encode(StubEncoder(), _uint8(1, 256), latent_avg=None, device="meta")
+
+
+def test_small_input_encoder_round_trips_and_resizes(tmp_path):
+    # A 64 px input keeps the IR-SE-50 keys; only style block depth changes, and loading
+    # infers the input size from the weights.
+    torch.manual_seed(0)
+    enc = Encoder4Editing(32, input_size=64).eval()
+    assert [len(enc.styles[i].convs) // 2 for i in (0, 3, 7)] == [2, 3, 4]
+    path = save_e4e_checkpoint(tmp_path / "small.pt", enc, latent_avg=torch.zeros(8, 512))
+    ck = load_e4e(path, num_ws=8)
+    assert ck.encoder.input_size == 64 and ck.opts["input_size"] == 64
+    images = torch.rand(2, 3, 32, 32)
+    a = encode(enc, images, latent_avg=None)
+    b = encode(ck.encoder, images, latent_avg=None)
+    assert a.shape == (2, 8, 512)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_input_size_must_be_a_power_of_two():
+    with pytest.raises(ValueError, match="input_size"):
+        Encoder4Editing(32, input_size=48)

@@ -33,6 +33,7 @@ from torch import nn
 
 from facefeat.errors import ModelError
 from facefeat.models.e4e.network import (
+    INPUT_SIZE,
     STYLE_DIM,
     Encoder4Editing,
     n_styles_for_resolution,
@@ -192,6 +193,12 @@ def split_state_dict(state_dict: Mapping[str, Any], *, source: str = "state_dict
     return enc, dec
 
 
+def _input_size(encoder_sd: Mapping[str, Any]) -> int:
+    """Network input side inferred from the weights: style block 0 has log2(input/16) convolutions."""
+    n_convs = len({k for k in encoder_sd if re.match(r"^styles\.0\.convs\.\d+\.weight$", k)})
+    return 16 * 2 ** n_convs if n_convs else INPUT_SIZE
+
+
 def _count_styles(encoder_sd: Mapping[str, Any]) -> int:
     idx = {int(m.group(1)) for k in encoder_sd if (m := _STYLE_KEY.match(k))}
     return max(idx) + 1 if idx else 0
@@ -283,8 +290,13 @@ def encoder_from_state_dict(
                 f"{source}: found {n_found} encoder style blocks (styles.N); e4e needs 2*log2(res)-2 of them "
                 f"(18 for a 1024 px generator). The checkpoint is incomplete or not an e4e file."
             ) from None
-    with torch.device("meta"):
-        encoder = Encoder4Editing(resolution)
+    input_size = _input_size(encoder_sd)
+    try:
+        with torch.device("meta"):
+            encoder = Encoder4Editing(resolution, input_size=input_size)
+    except ValueError:
+        raise ModelError(f"{source}: style block 0 implies an input of {input_size} px, below the 32 px "
+                         f"minimum; the checkpoint is not an e4e encoder.") from None
     _check_encoder_keys(encoder, encoder_sd, source=source)
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in encoder_sd.items()}
     encoder.load_state_dict(sd, strict=True, assign=True)
@@ -448,6 +460,8 @@ def save_e4e_checkpoint(
         sd[f"decoder.{k}"] = _to_cpu(v)
     opts = dict(opts or {})
     opts.setdefault("stylegan_size", encoder.resolution)
+    # Not an official option (they are all 256): recorded for readers; loading infers it from the weights.
+    opts.setdefault("input_size", encoder.input_size)
     opts.setdefault("encoder_type", "Encoder4Editing")
     opts.setdefault("start_from_latent_avg", latent_avg is not None)
     ckpt: dict[str, Any] = {"state_dict": sd, "opts": opts}

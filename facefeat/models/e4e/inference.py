@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from facefeat.errors import ConfigError, InputError, ModelError
-from facefeat.models.e4e.network import INPUT_SIZE, STYLE_DIM, Encoder4Editing
+from facefeat.models.e4e.network import STYLE_DIM, Encoder4Editing
 
 ImageBatch = Union[np.ndarray, torch.Tensor, Sequence[Union[np.ndarray, torch.Tensor]]]
 
@@ -86,18 +86,18 @@ def _iter_images(images: ImageBatch) -> tuple[int, Iterator[tuple[int, torch.Ten
     raise InputError(f"images: expected an array, a tensor or a list of images, got {type(images).__name__}")
 
 
-def _prepare_one(t: torch.Tensor, *, normalized: bool, what: str) -> torch.Tensor:
-    """CHW image -> float32 CHW 256x256 in [-1, 1], as e4e's transform does it."""
+def _prepare_one(t: torch.Tensor, *, normalized: bool, what: str, input_size: int = 256) -> torch.Tensor:
+    """CHW image -> float32 CHW ``input_size`` square in [-1, 1], as e4e's transform does it."""
     size = t.shape[-1]
     if t.dtype == torch.uint8:
         if normalized:
             raise InputError(f"{what}: normalized=True expects float images in [-1, 1], got uint8")
-        if size != INPUT_SIZE:
+        if size != input_size:
             # PIL bilinear on the uint8 image, exactly torchvision's Resize on a PIL image.
             from PIL import Image
 
             hwc = t.permute(1, 2, 0).cpu().numpy()
-            hwc = np.asarray(Image.fromarray(hwc, "RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR))
+            hwc = np.asarray(Image.fromarray(hwc, "RGB").resize((input_size, input_size), Image.Resampling.BILINEAR))
             t = torch.from_numpy(hwc.copy()).permute(2, 0, 1)
         x = t.float().div(255)
     elif t.is_floating_point():
@@ -113,10 +113,10 @@ def _prepare_one(t: torch.Tensor, *, normalized: bool, what: str) -> torch.Tenso
                 + ("; pass normalized=True for images already mapped to [-1, 1]" if not normalized and mn < 0 else "")
             )
         x = x.clamp(lo, hi)
-        if size != INPUT_SIZE:
+        if size != input_size:
             # Float input: torch's antialiased bilinear, the closest match of PIL's filter.
-            x = F.interpolate(x[None], size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
-                              align_corners=False, antialias=size > INPUT_SIZE)[0]
+            x = F.interpolate(x[None], size=(input_size, input_size), mode="bilinear",
+                              align_corners=False, antialias=size > input_size)[0]
             x = x.clamp(lo, hi)
         if normalized:
             return x
@@ -144,7 +144,8 @@ def encode(
         RGB, FFHQ-aligned faces (square). A batch ``(B, H, W, 3)`` or ``(B, 3, H, W)``, or a list
         of ``(H, W, 3)`` / ``(3, H, W)`` images of possibly different sizes. uint8 in 0-255, or
         float in [0, 1] (``normalized=False``) or [-1, 1] (``normalized=True``, i.e. already the
-        network input). Images that are not 256x256 are resized: uint8 with PIL bilinear
+        network input). Images that are not ``encoder.input_size`` square (256 for the official
+        encoders) are resized: uint8 with PIL bilinear
         (e4e's own transform), float with torch's antialiased bilinear.
     latent_avg : torch.Tensor or None
         The checkpoint's average latent, ``(n_styles, 512)`` or ``(512,)``, added to the encoder
@@ -192,7 +193,8 @@ def encode(
             batch: list[torch.Tensor] = []
             start = 0
             for i, img in items:
-                batch.append(_prepare_one(img, normalized=normalized, what=f"images[{i}]"))
+                batch.append(_prepare_one(img, normalized=normalized, what=f"images[{i}]",
+                                           input_size=encoder.input_size))
                 if len(batch) == batch_size or i == n - 1:
                     x = torch.stack(batch).to(device)
                     codes = encoder(x)

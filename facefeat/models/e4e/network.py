@@ -39,7 +39,7 @@ TAP_C1, TAP_C2, TAP_C3 = 6, 20, 23
 #: First style row that reads the middle (p2) and the fine (p1) pyramid level.
 COARSE_END, MIDDLE_END = 3, 7
 
-#: Input side length the encoder was designed for (aligned faces are resized to this).
+#: Input side length the official encoders use (aligned faces are resized to this).
 INPUT_SIZE = 256
 
 STYLE_DIM = 512
@@ -56,6 +56,17 @@ def n_styles_for_resolution(resolution: int) -> int:
     if not isinstance(resolution, int) or resolution < 4 or resolution & (resolution - 1):
         raise ValueError(f"resolution must be a power of two >= 4, got {resolution!r}")
     return 2 * int(math.log2(resolution)) - 2
+
+
+def style_spatial_sizes(input_size: int) -> tuple[int, int, int]:
+    """Side lengths of the coarse (c3), middle (p2) and fine (p1) feature maps for ``input_size``.
+
+    The body halves the input four times, so c3 is ``input_size/16``, p2 ``/8`` and p1 ``/4``
+    (16, 32 and 64 for the official 256 input).
+    """
+    if not isinstance(input_size, int) or input_size < 32 or input_size & (input_size - 1):
+        raise ValueError(f"input_size must be a power of two >= 32, got {input_size!r}")
+    return input_size // 16, input_size // 8, input_size // 4
 
 
 def resolution_for_n_styles(n_styles: int) -> int:
@@ -181,6 +192,11 @@ class Encoder4Editing(nn.Module):
     resolution : int, default 1024
         Output resolution of the StyleGAN2 generator the encoder belongs to; sets
         ``n_styles = 2*log2(resolution) - 2`` (18 for 1024, 10 for 64).
+    input_size : int, default 256
+        Side length of the network input (a power of two >= 32). The official encoders use
+        256; a smaller input (e.g. 64 for a 32-128 px generator) keeps the IR-SE-50 layout and
+        its key names and only shrinks the style blocks (fewer stride-2 convolutions), which
+        makes CPU training of an encoder for a small generator practical.
     progressive_stage : int or None, default None
         How many style rows after row 0 receive their delta (e4e's progressive training);
         ``None`` applies all of them (inference). Only training code changes it.
@@ -191,6 +207,8 @@ class Encoder4Editing(nn.Module):
         Number of W+ rows produced.
     resolution : int
         The generator resolution given at construction.
+    input_size : int
+        The network's input side length.
 
     Examples
     --------
@@ -200,10 +218,13 @@ class Encoder4Editing(nn.Module):
     torch.Size([1, 18, 512])
     """
 
-    def __init__(self, resolution: int = 1024, *, progressive_stage: int | None = None) -> None:
+    def __init__(self, resolution: int = 1024, *, input_size: int = INPUT_SIZE,
+                 progressive_stage: int | None = None) -> None:
         super().__init__()
         self.resolution = resolution
         self.n_styles = n_styles_for_resolution(resolution)
+        self.input_size = input_size
+        coarse, middle, fine = style_spatial_sizes(input_size)
         self.progressive_stage = progressive_stage
 
         self.input_layer = nn.Sequential(
@@ -219,7 +240,7 @@ class Encoder4Editing(nn.Module):
 
         styles = []
         for i in range(self.n_styles):
-            spatial = 16 if i < COARSE_END else 32 if i < MIDDLE_END else 64
+            spatial = coarse if i < COARSE_END else middle if i < MIDDLE_END else fine
             styles.append(GradualStyleBlock(512, STYLE_DIM, spatial))
         self.styles = nn.ModuleList(styles)
         self.latlayer1 = nn.Conv2d(256, 512, kernel_size=1, stride=1, padding=0)
@@ -239,7 +260,7 @@ class Encoder4Editing(nn.Module):
         return c1, c2, x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """W+ offsets ``[B, n_styles, 512]`` for normalised images ``[B, 3, 256, 256]``."""
+        """W+ offsets ``[B, n_styles, 512]`` for normalised images ``[B, 3, input_size, input_size]``."""
         c1, c2, c3 = self.features(x)
         w0 = self.styles[0](c3)
         n_deltas = self.n_styles - 1 if self.progressive_stage is None else min(self.progressive_stage, self.n_styles - 1)
@@ -259,4 +280,5 @@ class Encoder4Editing(nn.Module):
         return torch.stack(rows, dim=1)
 
     def extra_repr(self) -> str:
-        return f"resolution={self.resolution}, n_styles={self.n_styles}, progressive_stage={self.progressive_stage}"
+        return (f"resolution={self.resolution}, n_styles={self.n_styles}, input_size={self.input_size}, "
+                f"progressive_stage={self.progressive_stage}")
