@@ -22,7 +22,8 @@ COMMAND_MODULES = (
     "facefeat.models.cli",  # models list|pull|verify|convert
     "facefeat.survival.cli",  # fit, evaluate, predict
     "facefeat.training.cli",  # train generator|encoder
-    "facefeat.explain.cli",  # explain, simulate
+    "facefeat.explain.cli",  # explain direction|edit|regions|probe
+    "facefeat.simulate.cli",  # simulate
     "facefeat.report.cli",  # report
 )
 
