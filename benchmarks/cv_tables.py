@@ -25,19 +25,6 @@ DATASETS = ("veterans", "whas500", "gbsg2", "flchain")
 MODELS = ("coxph", "coxnet", "rsf", "gbsa", "deepsurv")
 
 
-def load(name: str):
-    from sksurv import datasets
-
-    X, y = {"gbsg2": datasets.load_gbsg2, "whas500": datasets.load_whas500,
-            "veterans": datasets.load_veterans_lung_cancer, "flchain": datasets.load_flchain}[name]()
-    if name == "flchain":
-        X = X.drop(columns="chapter")
-        keep = X["creatinine"].notna().to_numpy()
-        X, y = X[keep].reset_index(drop=True), y[keep].copy()
-        y["futime"][y["futime"] <= 0] = 0.5
-    return X, y
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default=",".join(DATASETS))
@@ -49,12 +36,13 @@ def main() -> None:
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     from facefeat.survival import FeatureBlock, SurvivalEstimator, cross_validate
+    from facefeat.survival.dataset import load_reference_dataset
 
     RESULTS.mkdir(exist_ok=True)
     store = RESULTS / "cv_tables.json"
     done = {} if args.fresh or not store.exists() else json.loads(store.read_text())
     for ds in args.datasets.split(","):
-        X, y = load(ds)
+        X, y = load_reference_dataset(ds)
         for model in args.models.split(","):
             key = f"{ds}/{model}"
             if key in done:

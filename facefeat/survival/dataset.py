@@ -199,3 +199,33 @@ def load_survival_data(
     if not blocks:
         raise ConfigError("no covariates and no feature tables: nothing to model")
     return SurvivalDataset(X, y, blocks, cat, report, schema, sources)
+
+
+#: Public clinical data sets shipped with scikit-survival, used for validation tables and tests.
+REFERENCE_DATASETS = ("gbsg2", "whas500", "veterans", "flchain")
+
+
+def load_reference_dataset(name: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """One of scikit-survival's bundled data sets as ``(X, y)``, prepared as facefeat validates it.
+
+    flchain: complete cases of ``creatinine``; ``chapter`` (cause of death, i.e. outcome
+    information) removed; the 3 zero follow-up times set to half a day (facefeat refuses
+    times <= 0; a small positive time is the documented fix for same-day events).
+
+    Parameters
+    ----------
+    name : {"gbsg2", "whas500", "veterans", "flchain"}
+    """
+    from sksurv import datasets
+
+    loaders = {"gbsg2": datasets.load_gbsg2, "whas500": datasets.load_whas500,
+               "veterans": datasets.load_veterans_lung_cancer, "flchain": datasets.load_flchain}
+    if name not in loaders:
+        raise ConfigError(f"unknown reference data set {name!r}; choose one of {list(REFERENCE_DATASETS)}")
+    X, y = loaders[name]()
+    if name == "flchain":
+        X = X.drop(columns="chapter")
+        keep = X["creatinine"].notna().to_numpy()
+        X, y = X[keep].reset_index(drop=True), y[keep].copy()
+        y["futime"][y["futime"] <= 0] = 0.5
+    return X, y

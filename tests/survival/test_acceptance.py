@@ -5,23 +5,7 @@ import pandas as pd
 import pytest
 
 from facefeat.survival import FeatureBlock, SurvivalEstimator
-
-
-def load(name):
-    """A data set as (X, y). flchain: complete cases of creatinine, 'chapter' (cause of death,
-    outcome information) removed, zero follow-up times set to half a day."""
-    from sksurv import datasets
-
-    X, y = {"gbsg2": datasets.load_gbsg2, "whas500": datasets.load_whas500,
-            "veterans": datasets.load_veterans_lung_cancer, "flchain": datasets.load_flchain}[name]()
-    if name == "flchain":
-        X = X.drop(columns="chapter")
-        keep = X["creatinine"].notna().to_numpy()
-        X, y = X[keep].reset_index(drop=True), y[keep].copy()
-        # 3 subjects have futime 0, which facefeat refuses (DataError); the documented fix for
-        # same-day events is a small positive time: half a day
-        y["futime"][y["futime"] <= 0] = 0.5
-    return X, y
+from facefeat.survival.dataset import load_reference_dataset
 
 
 def design_matrix(X):
@@ -44,7 +28,7 @@ def test_coxph_equals_sksurv_and_lifelines(name):
     from lifelines import CoxPHFitter
     from sksurv.linear_model import CoxPHSurvivalAnalysis
 
-    X, y = load(name)
+    X, y = load_reference_dataset(name)
     est = SurvivalEstimator("coxph", blocks={"all": FeatureBlock(impute=None, scale=False)}).fit(X, y)
     ours = est.coefficients()
     D = design_matrix(X)
@@ -66,7 +50,7 @@ def test_coxph_equals_sksurv_and_lifelines(name):
 def test_coxph_breslow_and_ridge_equal_sksurv(name):
     from sksurv.linear_model import CoxPHSurvivalAnalysis
 
-    X, y = load(name)
+    X, y = load_reference_dataset(name)
     for params in ({"ties": "breslow"}, {"alpha": 5.0}):
         est = SurvivalEstimator("coxph", model_params=params, blocks={"all": FeatureBlock(impute=None, scale=False)}).fit(X, y)
         D = design_matrix(X)[list(est.coefficients().index)].to_numpy()
@@ -82,7 +66,7 @@ def test_deepsurv_on_gbsg2_lands_in_the_published_range():
     """Katzman et al. (2018) report C ~ 0.67 for DeepSurv on GBSG; one 5-fold CV here."""
     from facefeat.survival import cross_validate
 
-    X, y = load("gbsg2")
+    X, y = load_reference_dataset("gbsg2")
     est = SurvivalEstimator("deepsurv", blocks={"all": FeatureBlock()}, random_state=0)
     res = cross_validate(est, X, y, n_splits=5, n_repeats=1, random_state=0)
     c = res.summary.set_index("metric").loc["c_index", "mean"]
