@@ -10,10 +10,12 @@ into ``<out>/<extractor>.parquet`` in input order. The result equals an uninterr
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import os
 import platform
+import sys
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -363,10 +365,14 @@ def _merge(plan: Plan, ext: Extractor, settings: dict[str, Any], fingerprint: st
 def _provenance(plan: Plan, ext: Extractor, settings: dict[str, Any], counts: Counter) -> dict[str, Any]:
     info = getattr(ext, "_facefeat_info", None)
     versions = {}
-    for mod in ("numpy", "pyarrow", "PIL", "dlib", "torch"):
+    # Installed distribution versions, read from package metadata: importing torch only to ask
+    # its version cost about 1.5 s per run for extractors that never use it.
+    for mod, dist in (("numpy", "numpy"), ("pyarrow", "pyarrow"), ("PIL", "pillow"), ("dlib", "dlib-bin"),
+                      ("torch", "torch")):
+        loaded = sys.modules.get(mod)
         try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:
+            versions[mod] = loaded.__version__ if loaded is not None else importlib.metadata.version(dist)
+        except Exception:  # not installed (or installed from a source without metadata)
             pass
     return {
         "facefeat_version": __version__,
