@@ -52,7 +52,8 @@ def add_optional_commands(subparsers, modules, hook: str) -> None:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:
+            # the module or its package is absent (not yet built / not installed)
+            if exc.name == name or name.startswith(f"{exc.name}."):
                 continue
             raise
         getattr(module, hook)(subparsers)
