@@ -123,11 +123,13 @@ def _listing(keys: list[str]) -> str:
     return f"[{shown}{more}]"
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Any]:
     """Read an e4e checkpoint file with ``torch.load(weights_only=True)``, onto the CPU.
 
     Returns the raw dict after checking that it has a ``state_dict`` mapping; ``opts`` is
-    returned as a dict (a stored :class:`argparse.Namespace` is converted).
+    returned as a dict (a stored :class:`argparse.Namespace` is converted). With ``mmap=True``
+    the tensors are memory-mapped (nothing is read until used; a header read of the 1.2 GB
+    official file costs milliseconds); files in torch's legacy format are read whole.
 
     Raises
     ------
@@ -143,7 +145,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         )
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            except RuntimeError as exc:
+                if not (mmap and "mmap" in str(exc)):  # legacy (non-zip) file: no mmap
+                    raise
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, zip errors, truncated files
         raise ModelError(
             f"cannot read e4e checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "
@@ -321,7 +328,7 @@ def load_e4e(
     device: str | torch.device = "cpu",
     num_ws: int | None = None,
     latent_avg: torch.Tensor | None = None,
-    decoder_loader: DecoderLoader | None = None,
+    decoder_loader: DecoderLoader | str | None = None,
 ) -> E4ECheckpoint:
     """Load an official e4e checkpoint strictly: the encoder, ``latent_avg`` and optionally the decoder.
 
@@ -337,10 +344,13 @@ def load_e4e(
     latent_avg : torch.Tensor, optional
         Use this average latent instead of the one in the file (required when the file has
         none). ``(n_styles, 512)`` or ``(512,)``.
-    decoder_loader : callable, optional
+    decoder_loader : callable or "default", optional
         ``decoder_loader(state_dict, *, resolution, device) -> nn.Module`` building the
-        rosinality-layout generator from ``decoder.*`` (prefix removed), strictly. Without it
-        the decoder weights are returned unbuilt in ``decoder_state_dict``.
+        rosinality-layout generator from ``decoder.*`` (prefix removed), strictly.
+        ``"default"`` uses :func:`default_decoder_loader` (facefeat's StyleGAN2
+        :class:`~facefeat.models.stylegan2.Generator`, its ``w_avg`` set from the checkpoint's
+        ``latent_avg``). Without it the decoder weights are returned unbuilt in
+        ``decoder_state_dict``.
 
     Returns
     -------
@@ -374,7 +384,7 @@ def e4e_from_checkpoint(
     device: str | torch.device = "cpu",
     num_ws: int | None = None,
     latent_avg: torch.Tensor | None = None,
-    decoder_loader: DecoderLoader | None = None,
+    decoder_loader: DecoderLoader | str | None = None,
 ) -> E4ECheckpoint:
     """Same as :func:`load_e4e` for a checkpoint dict already in memory (see there)."""
     opts = ckpt.get("opts") or {}
@@ -425,7 +435,13 @@ def e4e_from_checkpoint(
     if decoder_loader is not None:
         if not decoder_sd:
             raise ModelError(f"{source} has no decoder.* weights; load the generator from its own file instead.")
-        decoder = decoder_loader(decoder_sd, resolution=encoder.resolution, device=device)
+        if isinstance(decoder_loader, str):
+            if decoder_loader != "default":
+                raise ModelError(f"decoder_loader must be a callable or 'default', got {decoder_loader!r}")
+            decoder = default_decoder_loader(decoder_sd, resolution=encoder.resolution, device=device,
+                                             w_avg=latent_avg, source=f"{source} [decoder]")
+        else:
+            decoder = decoder_loader(decoder_sd, resolution=encoder.resolution, device=device)
         dec_ws = generator_num_ws(decoder)
         if dec_ws is not None:
             check_num_ws(encoder.n_styles, dec_ws, source=f"e4e encoder {source} (its own decoder)")
@@ -477,3 +493,183 @@ def save_e4e_checkpoint(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# Decoder: loading, export, header
+# --------------------------------------------------------------------------------------------
+
+def default_decoder_loader(
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    resolution: int | None = None,
+    device: str | torch.device = "cpu",
+    w_avg: torch.Tensor | None = None,
+    source: str = "e4e decoder",
+) -> nn.Module:
+    """The ``decoder.*`` weights (rosinality layout) as a facefeat StyleGAN2 ``Generator``, strictly.
+
+    A :data:`DecoderLoader` (``load_e4e(..., decoder_loader="default")`` uses it). ``w_avg``
+    (the checkpoint's ``latent_avg``; a ``(n_styles, 512)`` one is averaged over its rows)
+    becomes ``G.w_avg``; e4e computes ``latent_avg`` as the decoder's mean latent, so this
+    skips a 10k-sample mapping pass. Without it ``G.w_avg`` is the generator's mean w.
+    """
+    from facefeat.models.stylegan2 import generator_from_state_dict
+
+    wa = None
+    if w_avg is not None and w_avg.device.type != "meta":
+        wa = w_avg.detach().float().cpu()
+        wa = wa.mean(0) if wa.dim() == 2 else wa.reshape(-1)
+    return generator_from_state_dict(state_dict, layout="rosinality", device=device, w_avg=wa,
+                                     resolution=resolution, source=source)
+
+
+def _rosinality_shape(key: str, t: torch.Tensor) -> torch.Tensor:
+    """A facefeat generator tensor reshaped as rosinality's module stores it."""
+    if key == "input.input" or key.endswith(".conv.weight"):
+        return t.unsqueeze(0)
+    if key.endswith(".noise.weight"):
+        return t.reshape(1)
+    if key.startswith("to_rgb") and key.endswith(".bias"):
+        return t.reshape(1, -1, 1, 1)
+    if key.startswith("noises."):
+        return t.reshape(1, 1, *t.shape[-2:])
+    return t
+
+
+def rosinality_decoder_state_dict(generator: nn.Module) -> dict[str, torch.Tensor]:
+    """A facefeat StyleGAN2 ``Generator`` as a rosinality-layout state_dict (e4e's ``decoder.*``).
+
+    The inverse of the rosinality key map used for loading (every key, rosinality's shapes,
+    the blur kernels rebuilt from the config's filter), so ``save_e4e_checkpoint(...,
+    decoder_state_dict=rosinality_decoder_state_dict(G))`` writes a file whose decoder loads
+    back (:func:`default_decoder_loader`) into the same network.
+
+    Raises
+    ------
+    ModelError
+        For a generator rosinality's layout cannot express (``z_dim != w_dim``, a
+        ``conv_clamp``, float16 layers).
+    """
+    from facefeat.models.stylegan2.layouts import generator_entries
+    from facefeat.models.stylegan2.ops import make_filter
+
+    cfg = generator.config
+    if cfg.z_dim != cfg.w_dim or cfg.conv_clamp is not None or cfg.num_fp16_res:
+        raise ModelError(
+            f"this generator cannot be written in rosinality's layout (e4e's decoder): it needs z_dim == w_dim "
+            f"(got {cfg.z_dim}, {cfg.w_dim}), no conv_clamp (got {cfg.conv_clamp}) and no float16 layers "
+            f"(got num_fp16_res={cfg.num_fp16_res}). Save the encoder without a decoder and pass the generator "
+            f"file separately."
+        )
+    sd = generator.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    for e in generator_entries(cfg, "rosinality"):
+        if e.dst is None:
+            out[e.src] = make_filter(cfg.resample_filter) * e.gain
+        else:
+            out[e.src] = _rosinality_shape(e.src, sd[e.dst].detach().cpu().clone())
+    return out
+
+
+@dataclass(frozen=True)
+class E4EHeader:
+    """What an e4e checkpoint declares, read without building or loading any network.
+
+    Attributes
+    ----------
+    path : Path
+    n_styles, resolution, input_size : int
+        Encoder W+ rows, the resolution of the generator it belongs to, its input side.
+    latent_avg_shape : tuple of int or None
+        None when the file has no ``latent_avg``.
+    decoder : dict or None
+        ``{"resolution", "w_dim", "num_ws"}`` of the bundled decoder; None without one.
+    opts : dict
+    """
+
+    path: Path
+    n_styles: int
+    resolution: int
+    input_size: int
+    latent_avg_shape: tuple[int, ...] | None
+    decoder: dict[str, int] | None
+    opts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_latent_avg(self) -> bool:
+        return self.latent_avg_shape is not None
+
+
+_HEADER_CACHE: dict[tuple, E4EHeader] = {}
+
+
+def read_e4e_header(path: str | os.PathLike) -> E4EHeader:
+    """Encoder shape, ``latent_avg`` presence and bundled-decoder shape of an e4e checkpoint.
+
+    The file is memory-mapped and the encoder keys are checked strictly on the ``meta``
+    device, so this is cheap even for the 1.2 GB official file and needs no memory for the
+    weights; cached per process (path, size, mtime).
+
+    Raises
+    ------
+    ModelError
+        Everything :func:`load_e4e` raises for the file except a missing ``latent_avg``
+        (reported as ``latent_avg_shape=None``), plus a decoder that is not a StyleGAN2
+        generator or disagrees with the encoder's style count.
+    """
+    path = Path(path)
+    if path.is_file():
+        st = path.stat()
+        key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+        if key in _HEADER_CACHE:
+            return _HEADER_CACHE[key]
+    else:
+        key = None
+    ckpt = read_checkpoint(path, mmap=True)
+    la = ckpt.get("latent_avg")
+    placeholder = torch.zeros(STYLE_DIM, device="meta") if la is None else None
+    ck = e4e_from_checkpoint(ckpt, source=str(path), path=path, device="meta", latent_avg=placeholder)
+    decoder = None
+    if ck.decoder_state_dict:
+        from facefeat.models.stylegan2 import infer_generator_config
+
+        cfg = infer_generator_config(ck.decoder_state_dict, "rosinality", source=f"{path} [decoder]")
+        decoder = {"resolution": cfg.img_resolution, "w_dim": cfg.w_dim, "num_ws": cfg.num_ws}
+        check_num_ws(ck.n_styles, cfg.num_ws, source=f"e4e encoder {path} (its own decoder)")
+    header = E4EHeader(path=path, n_styles=ck.n_styles, resolution=ck.resolution, input_size=ck.encoder.input_size,
+                       latent_avg_shape=None if la is None else tuple(la.shape), decoder=decoder, opts=ck.opts)
+    if key is not None:
+        _HEADER_CACHE[key] = header
+    return header
+
+
+def check_generator_compat(header: E4EHeader, *, num_ws: int, w_dim: int, generator: str) -> None:
+    """Raise :class:`ModelError` unless the encoder of ``header`` can drive the generator.
+
+    The message names both files and the fix. Checks the W+ row count (``n_styles`` against
+    ``num_ws``) and the latent width (e4e codes are 512 wide; ``w_dim`` must be too).
+    """
+    fix = ("Use an encoder trained for this generator (facefeat train encoder --generator ...), or the "
+           "generator the encoder was trained with.")
+    if header.n_styles != num_ws:
+        raise ModelError(
+            f"e4e encoder {header.path} produces {header.n_styles} W+ rows (a {header.resolution} px generator) but "
+            f"the generator {generator} takes num_ws={num_ws}. {fix}"
+        )
+    if w_dim != STYLE_DIM:
+        raise ModelError(
+            f"e4e encoder {header.path} produces {STYLE_DIM}-wide latents but the generator {generator} has "
+            f"w_dim={w_dim}. {fix}"
+        )
+
+
+def missing_latent_avg_error(path: str | os.PathLike, *, where: str) -> ModelError:
+    """The error for an encoder file without ``latent_avg`` (``where`` names the config key)."""
+    return ModelError(
+        f"{where}: e4e checkpoint {path} has no 'latent_avg'. e4e codes are offsets from the average latent of "
+        f"the generator the encoder was trained with, so they cannot be used without it. Fix: load it with "
+        f"facefeat.models.e4e.load_e4e(path, latent_avg=G.mean_w()) using that generator G and write it back with "
+        f"save_e4e_checkpoint(path, ck.encoder, latent_avg=ck.latent_avg, decoder_state_dict=ck.decoder_state_dict) "
+        f"(latent_avg=torch.zeros(512) if it was trained without start_from_latent_avg)."
+    )
