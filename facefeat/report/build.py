@@ -1,0 +1,178 @@
+"""``build_report`` and ``write_report``: the study report as one self-contained HTML file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from facefeat.errors import ConfigError
+
+log = logging.getLogger("facefeat.report")
+
+DEFAULT_EDIT_STEPS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+
+
+def parse_steps(text: str | Sequence[float] | None) -> tuple[float, ...]:
+    """Edit steps from ``"-3..3"`` (integers from -3 to 3), ``"-2,0,2"`` or a sequence of numbers."""
+    if text is None:
+        return DEFAULT_EDIT_STEPS
+    if not isinstance(text, str):
+        steps = tuple(float(s) for s in text)
+    else:
+        t = text.strip()
+        try:
+            if ".." in t:
+                a, b = (float(x) for x in t.split("..", 1))
+                if a > b or a != int(a) or b != int(b):
+                    raise ValueError
+                steps = tuple(float(s) for s in range(int(a), int(b) + 1))
+            else:
+                steps = tuple(float(s) for s in t.split(",") if s.strip())
+        except ValueError:
+            raise ConfigError(f"--edit-steps {text!r}: write a range of whole steps such as -3..3, or numbers "
+                              "such as -2,-1,0,1,2 (use --edit-steps=-3..3 so the minus is not read as an option)") from None
+    if not steps or len(steps) > 15:
+        raise ConfigError(f"--edit-steps {text!r}: give 1 to 15 steps, e.g. -3..3")
+    return steps
+
+
+def parse_subjects(text: str | Sequence[str] | None) -> list[str] | None:
+    """Subject ids from ``"P1,P2"`` or a sequence; None keeps the default choice."""
+    if text is None:
+        return None
+    ids = [s.strip() for s in text.split(",")] if isinstance(text, str) else [str(s) for s in text]
+    ids = [s for s in ids if s]
+    if not ids:
+        raise ConfigError("--subjects is empty; give comma-separated subject ids, e.g. --subjects P001,P017")
+    return ids
+
+
+def build_report(
+    run_dir: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    *,
+    clinical: str | os.PathLike | None = None,
+    subjects: str | Sequence[str] | None = None,
+    edit_steps: str | Sequence[float] | None = None,
+    generator: str | os.PathLike | None = None,
+    n_edit_subjects: int = 3,
+    cv_folds: int = 5,
+    cv_repeats: int = 5,
+    risk_groups: int = 3,
+    seed: int = 0,
+    n_jobs: int = 1,
+    device: str = "cpu",
+    title: str | None = None,
+    command: str | None = None,
+    sep: str | None = None,
+    decimal: str | None = None,
+) -> str:
+    """The study report of an extraction run and a fitted model, as one HTML string.
+
+    Parameters
+    ----------
+    run_dir : path
+        Output folder of ``facefeat extract`` (one Parquet table per extractor).
+    model_dir : path
+        Output folder of ``facefeat fit``. When it holds a cross-validation written by
+        ``facefeat evaluate --out MODEL_DIR/cv`` (``results.json`` + ``oof_predictions.csv``),
+        the report uses it; otherwise it cross-validates the model's specification now.
+    clinical : path, optional
+        Clinical table; default the one recorded in ``model.json``.
+    subjects : str or sequence of str, optional
+        Subjects whose photos are edited along the health direction (``"P1,P2"``); default
+        ``n_edit_subjects`` subjects of low, middle and high out-of-fold risk.
+    edit_steps : str or sequence of float, optional
+        Steps along the direction (``"-3..3"``); one unit raises the predicted log-hazard by 1.
+    generator : path, optional
+        StyleGAN2 checkpoint that renders the edits; default the one recorded in the latent
+        table's provenance.
+    cv_folds, cv_repeats, risk_groups, seed, n_jobs :
+        Cross-validation when none is stored (risk groups: tertiles by default).
+    device : str
+        Device of the generator.
+    title, command : str, optional
+        Page title; the command line to record in the provenance section.
+
+    Returns
+    -------
+    str
+        A complete HTML document: CSS inline, images as base64 PNG data URIs, no external
+        resources.
+
+    Raises
+    ------
+    FacefeatError
+        Bad inputs (see :func:`facefeat.report.study.load_study`), bad options.
+    """
+    from facefeat import __version__
+    from facefeat.report import explain as ex
+    from facefeat.report import html as h
+    from facefeat.report import sections as sec
+    from facefeat.report.study import load_study
+    from facefeat.report.validation import compute_cv, find_stored_cv, load_stored_cv
+
+    steps = parse_steps(edit_steps)
+    wanted = parse_subjects(subjects)
+    if risk_groups < 2:
+        raise ConfigError(f"risk_groups must be 2 or more, not {risk_groups}")
+    ex.check_generator(None if generator is None else str(generator))
+    study = load_study(run_dir, model_dir, clinical=clinical, sep=sep, decimal=decimal)
+    if wanted:
+        ex.check_subjects(study, wanted)
+    stored = find_stored_cv(study.model_dir)
+    if stored is not None:
+        val = load_stored_cv(stored, risk_groups=risk_groups)
+        if int(val.settings.get("n") or -1) != len(study.dataset.y):
+            val.notes.insert(0, f"the stored cross-validation has {val.settings.get('n')} subjects, this study "
+                                f"{len(study.dataset.y)}")
+    else:
+        log.info("cross-validating the model specification (%d x %d folds)", cv_repeats, cv_folds)
+        val = compute_cv(study.estimator, study.dataset.X, study.dataset.y, n_splits=cv_folds, n_repeats=cv_repeats,
+                         risk_groups=risk_groups, random_state=seed, n_jobs=n_jobs)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    info = {"created": created, "facefeat_version": __version__,
+            "command": command if command is not None else " ".join(sys.argv)}
+    explain = ex.explain_parts(study, val, subjects=wanted, steps=steps,
+                               generator=None if generator is None else str(generator),
+                               n_subjects=n_edit_subjects, device=device)
+    sections = [
+        sec.cohort_section(study),
+        sec.features_section(study),
+        sec.validation_section(study, val),
+        sec.km_section(val),
+        sec.calibration_section(val),
+        explain.edits,
+        explain.regions,
+        sec.provenance_section(study, val, info),
+    ]
+    n, ev = len(study.dataset.y), int(study.dataset.y["event"].sum())
+    subtitle = (f"{n} subjects, {ev} events; model {study.meta.get('estimator')} "
+                f"({(study.meta.get('params') or {}).get('model')}); run {study.run_dir.name}, model "
+                f"{study.model_dir.name}; facefeat {__version__}; {created}")
+    return h.page(title or "facefeat study report", subtitle, sections)
+
+
+def write_report(run_dir: str | os.PathLike, model_dir: str | os.PathLike, out: str | os.PathLike,
+                 **kwargs: Any) -> Path:
+    """:func:`build_report` written to ``out`` atomically (temporary file, then rename)."""
+    text = build_report(run_dir, model_dir, **kwargs)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is for sharing
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

@@ -1,0 +1,246 @@
+"""The report's interpretation sections: health-attribute edit grids and where the edits change
+the image (face vs background), built with :mod:`facefeat.explain`.
+
+Both need a *linear* Cox model (coxph / coxnet) fitted on StyleGAN latents and the generator
+that the latents came from. When any of that is missing the sections are still there, with a
+visible note saying why they could not be made and what would make them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from facefeat.errors import DataError, FacefeatError, InputError
+from facefeat.report import html as h
+from facefeat.report.figures import array_png, figure_png
+from facefeat.report.study import Study
+
+log = logging.getLogger("facefeat.report")
+
+LINEAR = ("coxph", "coxnet")
+EDITS_ID, EDITS_TITLE = "edits", "Health-attribute edits"
+REGIONS_ID, REGIONS_TITLE = "regions", "Where the edits change the image"
+
+
+@dataclass
+class ExplainParts:
+    edits: h.Section
+    regions: h.Section
+
+
+def _absent(reason: str) -> ExplainParts:
+    return ExplainParts(h.Section(EDITS_ID, EDITS_TITLE, h.note(f"Not shown: {reason}", kind="absent")),
+                        h.Section(REGIONS_ID, REGIONS_TITLE, h.note(f"Not shown: {reason}", kind="absent")))
+
+
+def latent_columns(study: Study) -> list[str]:
+    """Latent embedding columns (``<extractor>__latent``) among the model's feature tables."""
+    out = []
+    for ft in (study.meta.get("schema") or {}).get("feature_tables") or []:
+        for col, spec in (ft.get("columns") or {}).items():
+            if spec.get("type") == "embedding" and col.endswith("__latent"):
+                out.append(col)
+    return out
+
+
+def absent_reason(study: Study) -> str | None:
+    """Why the model cannot give a latent direction, in words (None when it can)."""
+    cols = latent_columns(study)
+    if not cols:
+        tables = [ft.get("file") for ft in (study.meta.get("schema") or {}).get("feature_tables") or []]
+        return (f"the model was fitted on features without StyleGAN latents (tables: {', '.join(map(str, tables)) or 'none'}; "
+                "latents are the stylegan2 or e4e extractors' '<extractor>__latent' columns). Edits move a photo's latent "
+                "along the model's direction, so they need a model fitted on latents: extract with -e stylegan2 and fit on it.")
+    params = study.meta.get("params") or {}
+    model = params.get("model")
+    kinds = sorted(set(model.values())) if isinstance(model, dict) else [model]
+    kinds = [str(k) for k in kinds]
+    nonlinear = [k for k in kinds if k not in LINEAR and k in ("rsf", "gbsa", "deepsurv")]
+    if nonlinear:
+        return (f"the model is {', '.join(nonlinear)}, which is not linear: a single health direction in latent space "
+                "exists only for a linear Cox model (coxph or coxnet). For a non-linear model, "
+                "facefeat.explain.direction.gradient_direction gives a local direction around one subject; refit with "
+                "--model coxph or coxnet to get this section.")
+    return None
+
+
+def check_subjects(study: Study, subjects: Sequence[str]) -> None:
+    """Refuse subject ids that are not analysed subjects (the message lists them and examples)."""
+    have = set(map(str, study.dataset.X.index))
+    unknown = [s for s in subjects if s not in have]
+    if unknown:
+        example = ", ".join(list(map(str, study.dataset.X.index[:5])))
+        raise DataError(f"--subjects: {unknown[:10]} {'is' if len(unknown) == 1 else 'are'} not among the analysed "
+                        f"subjects (those with a usable photo and a clinical row, e.g. {example}); see the cohort "
+                        "section or 'facefeat inspect RUN_DIR' for the ids")
+
+
+def default_subjects(oof: Any, candidates: Sequence[str], n: int) -> list[str]:
+    """``n`` subjects spread over the out-of-fold risk: lowest, middle, highest, ..."""
+    import pandas as pd
+
+    cand = set(map(str, candidates))
+    if "id" in oof.columns:
+        d = oof[oof["id"].astype(str).isin(cand)].sort_values("risk")
+        ids = d["id"].astype(str).tolist()
+    else:
+        ids = sorted(cand)
+    if not ids:
+        return []
+    if n >= len(ids):
+        return ids
+    picks = np.unique(np.rint(np.linspace(0, len(ids) - 1, n)).astype(int))
+    return [ids[i] for i in picks] if isinstance(ids, list) else list(pd.Series(ids).iloc[picks])
+
+
+def check_generator(generator: str | None) -> None:
+    """An explicitly given generator must exist (a file, or a registry name)."""
+    if generator is None:
+        return
+    if Path(generator).is_file():
+        return
+    try:
+        from facefeat.models.registry import resolve_model
+
+        if Path(resolve_model(str(generator))).is_file():
+            return
+    except FacefeatError:
+        pass
+    raise InputError(f"--generator {generator}: no such checkpoint file or model registry entry; pass the StyleGAN2 "
+                     "checkpoint the latents were extracted with (see 'facefeat models list')")
+
+
+def _generator_available(spec: dict) -> str | None:
+    path = spec.get("checkpoint")
+    if path and Path(path).is_file():
+        return None
+    try:
+        from facefeat.models.registry import resolve_model
+
+        if Path(resolve_model(str(path))).is_file():
+            return None
+    except FacefeatError:
+        pass
+    return (f"the generator checkpoint {path} recorded in the latent table's provenance is not available on this "
+            "machine; pass it with --generator")
+
+
+def explain_parts(study: Study, val: Any, *, subjects: Sequence[str] | None, steps: Sequence[float],
+                  generator: str | None, n_subjects: int, device: str) -> ExplainParts:
+    """Both interpretation sections (or the reason they are absent)."""
+    reason = absent_reason(study)
+    if reason:
+        return _absent(reason)
+    try:
+        edit = importlib.import_module("facefeat.explain.edit")
+    except ModuleNotFoundError:
+        return _absent("facefeat.explain.edit is not part of this installation of facefeat.")
+    covs = list(study.settings.get("covariates_used") or [])
+    try:
+        ctx = edit.load_edit_context((study.estimator, study.meta), study.run_dir,
+                                     clinical=study.clinical_path if covs else None)
+        direction = ctx.direction()
+    except FacefeatError as exc:
+        return _absent(f"no health direction could be derived from the model: {exc}")
+    try:
+        spec = ctx.generator_spec(generator)
+    except FacefeatError as exc:
+        return _absent(str(exc))
+    missing = None if generator else _generator_available(spec)
+    if missing:
+        return _absent(missing)
+    G = edit.load_edit_generator(spec, device=device)
+    ok_subjects = [s for s in map(str, study.dataset.X.index)]
+    chosen = list(subjects) if subjects else default_subjects(val.oof, ok_subjects, n_subjects)
+    results, failed = [], []
+    for s in chosen:
+        try:
+            results.append(edit.edit_subject(ctx, s, direction, steps, G=G))
+        except FacefeatError as exc:
+            failed.append((s, str(exc)))
+    edits = _edits_section(direction, spec, results, failed, chosen_by_default=not subjects, G=G)
+    regions = _regions_section(study, ctx, direction, results, G)
+    return ExplainParts(edits, regions)
+
+
+def _direction_rows(direction: Any, spec: dict, G: Any) -> list[tuple[str, Any]]:
+    d = direction.describe()
+    prov = direction.provenance or {}
+    shape = prov.get("latent_shape") or list(direction.vector.shape)
+    rows = [("latent column", f"{prov.get('latent_column', '')} (shape {list(shape)}; "
+                              f"{'W: the same step on every W+ row' if direction.space == 'w' else 'W+: one step per row'})"),
+            ("units", d.get("units")), ("length of one unit step", direction.norm),
+            ("gradient norm |g|", prov.get("gradient_norm")),
+            ("model", f"{prov.get('model', '')} ({prov.get('fusion', '')} fusion, block {prov.get('block', '')})"),
+            ("generator", f"{spec.get('checkpoint')} ({spec.get('network', 'G_ema')}; {G.img_resolution} px, "
+                          f"{G.num_ws} W+ rows)")]
+    return rows
+
+
+def _monotonic(values: np.ndarray) -> bool:
+    d = np.diff(np.asarray(values, float))
+    return bool(np.all(d >= -1e-9) or np.all(d <= 1e-9))
+
+
+def _risk_table(table: Any) -> str:
+    """The model's prediction per frame, one column per step (compact under the grid)."""
+    rows = []
+    for key, label in (("log_hazard", "predicted log-hazard"), ("delta_log_hazard", "change from the photo"),
+                       ("relative_hazard", "hazard relative to the photo")):
+        row = {"": label}
+        row.update({f"{s:+g}": float(v) for s, v in zip(table["step"], table[key])})
+        rows.append(row)
+    return h.table(rows, [""] + [f"{s:+g}" for s in table["step"]], headers={"": "step"}, digits=2)
+
+
+def _edits_section(direction: Any, spec: dict, results: list, failed: list, *, chosen_by_default: bool,
+                   G: Any) -> h.Section:
+    body = [h.para("The model's coefficients, mapped back into the generator's latent space (scaling and PCA undone), "
+                   "give a 'health attribute' direction. Each row moves one subject's projected latent along it and "
+                   "renders the result: negative steps look healthier to the model, positive steps sicker. The text "
+                   "under each frame is the model's own prediction for that frame (log-hazard, and hazard relative to "
+                   "the unedited photo), not an extrapolation."),
+            h.kv_table(_direction_rows(direction, spec, G), caption="Health direction")]
+    if chosen_by_default and results:
+        body.append(h.para("Subjects shown: spread over the out-of-fold risk (lowest, middle, highest); choose others "
+                           "with --subjects.", muted=True))
+    for res in results:
+        png = array_png(res.grid(min_size=128))
+        table = res.table()
+        mono = _monotonic(table["log_hazard"].to_numpy())
+        body.append(f"<h3>Subject {h.esc(res.subject_id)}</h3>")
+        body.append(h.image(png, alt=f"edit grid of subject {res.subject_id}",
+                            caption=f"photo {res.image_id[:12]}..., steps {', '.join(f'{s:+g}' for s in res.steps)}"))
+        body.append(_risk_table(table))
+        if not mono:
+            body.append(h.note("The predicted risk does not change monotonically along this path; check the model "
+                               "(e.g. the latent block is not the only input that moves).", kind="warning"))
+    for s, msg in failed:
+        body.append(h.note(f"Subject {s}: no edit ({msg})", kind="warning"))
+    if not results and not failed:
+        body.append(h.note("No subject to edit: no analysed subject has a latent.", kind="absent"))
+    return h.Section(EDITS_ID, EDITS_TITLE, "".join(body))
+
+
+def _regions_section(study: Study, ctx: Any, direction: Any, results: list, G: Any) -> h.Section:
+    try:
+        regions = importlib.import_module("facefeat.explain.regions")
+    except ModuleNotFoundError:
+        return h.Section(REGIONS_ID, REGIONS_TITLE, h.note(
+            "Not shown: facefeat.explain.regions is not part of this installation of facefeat.", kind="absent"))
+    return _regions_body(regions, study, ctx, direction, results, G)
+
+
+def _regions_body(regions: Any, study: Study, ctx: Any, direction: Any, results: list, G: Any) -> h.Section:
+    # filled in when facefeat.explain.regions lands (face vs background energy table + plot)
+    return h.Section(REGIONS_ID, REGIONS_TITLE, h.note("Not shown: not implemented yet.", kind="absent"))
+
+
+__all__ = ["ExplainParts", "absent_reason", "check_generator", "check_subjects", "default_subjects",
+           "explain_parts", "latent_columns", "figure_png"]

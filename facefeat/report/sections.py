@@ -1,0 +1,329 @@
+"""The report's sections, one function each, from a loaded :class:`~facefeat.report.study.Study`.
+
+Each returns a :class:`~facefeat.report.html.Section`. A section that cannot be made says why in
+a visible note; nothing is left out silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from facefeat.report import html as h
+from facefeat.report.figures import plot_png
+from facefeat.report.study import Study
+from facefeat.report.validation import METRIC_LABELS, Validation, group_table
+
+MAX_LISTED_FAILURES = 50
+
+
+# -- cohort ----------------------------------------------------------------------------------------
+
+def image_status(study: Study) -> pd.DataFrame:
+    """One row per image of the run: image_id, subject_id, and its status in every table
+    (``ok`` only where every table says ok, else the first non-ok status)."""
+    merged = None
+    for t in study.tables:
+        k = t.keys[["image_id", "subject_id", "status"]].rename(columns={"status": f"status__{t.name}"})
+        merged = k if merged is None else merged.merge(k, on=["image_id", "subject_id"], how="outer")
+    cols = [f"status__{t.name}" for t in study.tables]
+
+    def overall(row):
+        for c in cols:
+            if row[c] != "ok":
+                return row[c] if isinstance(row[c], str) else "missing"
+        return "ok"
+
+    merged["status"] = merged.apply(overall, axis=1) if len(merged) else pd.Series(dtype=str)
+    return merged
+
+
+def cohort_section(study: Study) -> h.Section:
+    ds = study.dataset
+    images = image_status(study)
+    statuses = ["ok", "no_face", "multiple_faces", "unreadable", "too_large", "error"]
+    extra = sorted({s for t in study.tables for s in t.status_counts} - set(statuses))
+    run_subjects = set(images["subject_id"].astype(str))
+    usable = set(images.loc[images["status"] == "ok", "subject_id"].astype(str))
+    analysed = [str(i) for i in ds.X.index]
+    events = int(ds.y["event"].sum())
+    clinical_ids = set(study.clinical_ids)
+
+    body = [h.cards([
+        ("subjects analysed", len(analysed)), ("events", events), ("censored", len(analysed) - events),
+        ("images in the run", len(images)), ("images usable (ok in every table)", int((images["status"] == "ok").sum())),
+        ("images failed", int((images["status"] != "ok").sum())),
+    ])]
+    rows = []
+    for t in study.tables:
+        row: dict[str, Any] = {"table": t.name, "images": t.rows, "subjects": int(t.keys["subject_id"].nunique())}
+        for s in statuses + extra:
+            row[s] = int(t.status_counts.get(s, 0))
+        row["not ok"] = t.rows - row["ok"]
+        rows.append(row)
+    body.append(h.table(rows, ["table", "images", "subjects", *statuses, *extra, "not ok"],
+                        caption="Images per extractor table and status (from 'facefeat inspect')"))
+
+    time = ds.y["time"]
+    flow = [
+        ("subjects with photos in RUN_DIR", len(run_subjects)),
+        ("  of which without any usable photo (dropped)", len(run_subjects - usable)),
+        ("  of which with a usable photo but not in the clinical table (dropped)", len(usable - clinical_ids)),
+        ("subjects in the clinical table", study.clinical_rows),
+        ("  of which without a usable photo (dropped)", len(clinical_ids - usable)),
+        ("subjects analysed (usable photo and clinical row)", len(analysed)),
+        ("events / censored", f"{events} / {len(analysed) - events}"),
+        ("follow-up time: median (range)", f"{h.fmt_number(float(np.median(time)), 2)} "
+                                           f"({h.fmt_number(float(time.min()), 2)} to {h.fmt_number(float(time.max()), 2)})"),
+        ("photos per analysed subject: mean (max)", _photos_per_subject(images, analysed)),
+    ]
+    body.append(h.kv_table(flow, caption="Subject flow: every subject is counted"))
+    body.append(h.para(f"Clinical table: {study.clinical_path} (from {study.clinical_source}). Several usable "
+                       f"photos of one subject are combined by '{study.settings.get('aggregate') or 'mean'}'.", muted=True))
+
+    failed = images[images["status"] != "ok"]
+    if len(failed):
+        err = _errors(study)
+        listed = failed.head(MAX_LISTED_FAILURES).copy()
+        listed["error"] = [err.get(i, "") for i in listed["image_id"]]
+        listed["image_id"] = listed["image_id"].astype(str).str[:12] + "..."
+        more = f"; {len(failed) - MAX_LISTED_FAILURES} more not listed" if len(failed) > MAX_LISTED_FAILURES else ""
+        body.append(h.details(f"Failed images ({len(failed)}{more})",
+                              h.table(listed, ["subject_id", "image_id", "status", "error"])))
+    dropped_clin = sorted(clinical_ids - usable)
+    if dropped_clin:
+        body.append(h.details(f"Clinical subjects without a usable photo ({len(dropped_clin)})",
+                              h.para(", ".join(dropped_clin[:200]) + (" ..." if len(dropped_clin) > 200 else ""))))
+    items = ds.report.to_list()
+    if items:
+        body.append(h.table([{"step": i["step"], "what": i["message"], "count": i["count"], "level": i["level"]} for i in items],
+                            caption="Data handling when the modelling table was built (nothing dropped silently)"))
+    return h.Section("cohort", "Cohort and image status", "".join(body))
+
+
+def _photos_per_subject(images: pd.DataFrame, analysed: list[str]) -> str:
+    ok = images[(images["status"] == "ok") & images["subject_id"].astype(str).isin(set(analysed))]
+    counts = ok.groupby("subject_id").size()
+    return f"{counts.mean():.2f} ({int(counts.max())})" if len(counts) else "0"
+
+
+def _errors(study: Study) -> dict[str, str]:
+    import pyarrow.parquet as pq
+
+    out: dict[str, str] = {}
+    for t in study.tables:
+        tab = pq.read_table(t.path, columns=["image_id", "error"]).to_pandas()
+        for i, e in zip(tab["image_id"], tab["error"]):
+            if isinstance(e, str) and e:
+                out[i] = f"{out[i]}; {t.name}: {e}" if i in out else f"{t.name}: {e}"
+    return out
+
+
+# -- features --------------------------------------------------------------------------------------
+
+def _short_list(cols: list[str], n: int = 3) -> str:
+    if len(cols) <= 2 * n:
+        return ", ".join(cols)
+    return ", ".join(cols[:n]) + ", ..., " + ", ".join(cols[-n:])
+
+
+def features_section(study: Study) -> h.Section:
+    meta, schema = study.meta, study.meta.get("schema") or {}
+    params = meta.get("params") or {}
+    body = []
+    blocks = schema.get("blocks") or {}
+    rows = [{"block": b, "columns": len(c), "columns used (first and last)": _short_list(list(c))} for b, c in blocks.items()]
+    body.append(h.table(rows, caption="Feature blocks of the model"))
+    by_table = {t.path.name: t for t in study.tables}
+    used_rows = []
+    for ft in schema.get("feature_tables") or []:
+        t = by_table.get(ft.get("file"))
+        ext = t.extractor if t else {}
+        cols = ft.get("columns") or {}
+        emb = [f"{c} {spec.get('shape') or [spec.get('size')]}" for c, spec in cols.items() if spec.get("type") == "embedding"]
+        used_rows.append({
+            "table": ft.get("file"), "extractor": ext.get("name", ""), "version": ext.get("version", ""),
+            "from": f"{ext.get('distribution') or ext.get('plugin') or ''} {ext.get('distribution_version', '')}".strip(),
+            "source columns": len(cols), "embeddings (shape)": "; ".join(emb) or "none",
+        })
+    body.append(h.table(used_rows, caption="Feature tables the model was fitted on, with the extractor that wrote them"))
+    used = {ft.get("file") for ft in schema.get("feature_tables") or []}
+    unused = [t.path.name for t in study.tables if t.path.name not in used]
+    if unused:
+        body.append(h.note(f"Tables in RUN_DIR that the model does not use: {', '.join(unused)}"))
+    fusion = params.get("fusion", "")
+    model_rows = [
+        ("estimator", meta.get("estimator")), ("model", params.get("model")),
+        ("model parameters", json.dumps(params.get("model_params"), sort_keys=True)),
+        ("fusion", fusion + (f" (combiner {params.get('combiner')})" if fusion == "late" else "")),
+        ("clinical covariates", ", ".join(study.settings.get("covariates_used") or []) or "none (faces only)"),
+        ("outcome", f"time '{study.settings.get('time')}', event '{study.settings.get('event')}'"),
+        ("photos per subject combined by", study.settings.get("aggregate")),
+    ]
+    pca = _pca_of(study.estimator)
+    if pca:
+        model_rows.append(("PCA of image blocks", pca))
+    body.append(h.kv_table(model_rows, caption="Model specification (from model.json)"))
+    return h.Section("features", "Features used", "".join(body))
+
+
+def _pca_of(est: Any) -> str:
+    blocks = getattr(est, "blocks", None) or {}
+    items = blocks.items() if isinstance(blocks, dict) else blocks
+    out = [f"{name}: {blk.pca}" for name, blk in items if getattr(blk, "pca", None)]
+    return "; ".join(out)
+
+
+# -- validation ------------------------------------------------------------------------------------
+
+def validation_section(study: Study, val: Validation) -> h.Section:
+    body = [h.note(f"Source of these numbers: {val.source}.")]
+    rows = []
+    for r in val.summary.to_dict(orient="records"):
+        rows.append({"metric": METRIC_LABELS.get(r.get("metric"), r.get("metric")), "mean": r.get("mean"),
+                     "95 % CI low": r.get("ci_low"), "95 % CI high": r.get("ci_high"), "SD over folds": r.get("sd"),
+                     "2.5th pct of folds": r.get("p2.5"), "97.5th pct of folds": r.get("p97.5"),
+                     "folds": r.get("folds")})
+    body.append(h.table(rows, caption="Cross-validated performance (mean over all folds and repeats)"))
+    s = val.settings
+    body.append(h.para(
+        "95 % CI: corrected resampled t interval (Nadeau & Bengio), which accounts for the overlap of training sets; "
+        "percentiles: spread of the per-fold values. "
+        f"Uno's C truncated at tau = {h.fmt_number(s.get('tau'), 2)}; time-dependent AUC at "
+        f"{', '.join(h.fmt_number(t, 2) for t in (s.get('times') or []))}; integrated Brier score over "
+        f"{_ibs_range(s.get('ibs_times'))}.", muted=True))
+    if "ibs" in set(val.summary.get("metric", [])) and not np.isfinite(
+            float(val.summary.set_index("metric").loc["ibs", "mean"])):
+        body.append(h.note("The integrated Brier score is not available: the model gives no survival function in "
+                           "some folds.", kind="warning"))
+    apparent = _apparent_c(study)
+    if apparent is not None:
+        body.append(h.para(f"For contrast, the apparent (training) C-index of the saved model on the subjects it was "
+                           f"fitted on is {apparent:.3f}; it is optimistic and not a performance estimate.", muted=True))
+    if len(val.auc) and {"time", "auc"} <= set(val.auc.columns):
+        from facefeat.survival.plots import plot_td_auc
+
+        png, _ = plot_png(plot_td_auc, val.auc, title="Time-dependent AUC over CV folds")
+        body.append(h.image(png, alt="time-dependent AUC", caption="Cumulative/dynamic AUC at each evaluation time: "
+                            "mean and 2.5-97.5 % of the folds.", width=600))
+    if val.notes:
+        body.append(h.details(f"Notes from the cross-validation ({len(val.notes)})",
+                              "<ul>" + "".join(f"<li>{h.esc(n)}</li>" for n in val.notes[:100]) + "</ul>"))
+    return h.Section("validation", "Validation", "".join(body))
+
+
+def _ibs_range(v: Any) -> str:
+    if isinstance(v, (list, tuple)) and len(v) == 3:
+        return f"{int(v[2])} times from {h.fmt_number(v[0], 2)} to {h.fmt_number(v[1], 2)}"
+    return "the default grid"
+
+
+def _apparent_c(study: Study) -> float | None:
+    try:
+        c = float(study.estimator.score(study.dataset.X, study.dataset.y))
+    except Exception:  # a model without score: nothing to contrast
+        return None
+    return c if math.isfinite(c) else None
+
+
+def km_section(val: Validation) -> h.Section:
+    from facefeat.survival.plots import plot_km_by_risk_group
+
+    oof = val.oof
+    png, p = plot_png(plot_km_by_risk_group, oof["time"].to_numpy(float), oof["event"].to_numpy(bool),
+                      oof["risk_group"].to_numpy(int), title="Kaplan-Meier by out-of-fold risk group")
+    body = [h.para(f"Risk groups: {val.group_rule}. Each subject's risk comes from a model fitted without that "
+                   "subject, so the separation of the curves is an honest estimate (the saved model's own "
+                   "predictions on its training subjects would overstate it)."),
+            '<div class="figures">',
+            h.image(png, alt="Kaplan-Meier curves by risk group",
+                    caption=f"Kaplan-Meier curves with 95 % log-log bands; log-rank p = {p:.3g}.", width=640),
+            h.table(group_table(oof), caption=f"Risk groups (log-rank p = {p:.3g})"),
+            "</div>"]
+    return h.Section("km", "Survival by risk group", "".join(body))
+
+
+def calibration_section(val: Validation) -> h.Section:
+    from facefeat.survival.plots import plot_calibration
+
+    if not val.calibration:
+        return h.Section("calibration", "Calibration", h.note(
+            "Calibration is not shown: the model gives no survival function (predicted survival probabilities), "
+            "only a risk score.", kind="absent"))
+    png, _ = plot_png(plot_calibration, val.calibration, title="Calibration (out-of-fold, first CV repeat)")
+    body = [h.para("Mean predicted survival against the Kaplan-Meier estimate, per decile of predicted survival, at "
+                   "the quartiles of the event times; out-of-fold predictions pooled over the test folds of the first "
+                   "CV repeat. Points on the diagonal are well calibrated."),
+            h.image(png, alt="calibration plot", width=560)]
+    tables = "".join(
+        h.table(df, ["group", "n", "events", "predicted", "observed", "observed_low", "observed_high"],
+                headers={"group": "decile", "predicted": "mean predicted", "observed": "observed (KM)",
+                         "observed_low": "KM 95 % low", "observed_high": "KM 95 % high"},
+                caption=f"t = {h.fmt_number(t, 2)}")
+        for t, df in val.calibration.items())
+    body.append(h.details(f"Calibration tables ({len(val.calibration)} times, deciles of predicted survival)",
+                          '<div class="figures">' + tables + "</div>"))
+    return h.Section("calibration", "Calibration", "".join(body))
+
+
+# -- provenance ------------------------------------------------------------------------------------
+
+def settings_fingerprint(meta: dict) -> str:
+    """sha256 of the model's estimator, parameters, feature schema and data settings (canonical JSON)."""
+    payload = {k: meta.get(k) for k in ("estimator", "params", "schema", "settings")}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def provenance_section(study: Study, val: Validation, report_info: dict[str, Any]) -> h.Section:
+    from facefeat.io.hashing import sha256_file
+
+    meta = study.meta
+    prov = meta.get("provenance") or {}
+    body = [h.kv_table([
+        ("report created", report_info.get("created")), ("facefeat", report_info.get("facefeat_version")),
+        ("command line", report_info.get("command")), ("RUN_DIR", study.run_dir), ("MODEL_DIR", study.model_dir),
+    ], caption="This report", code=True)]
+    clin_now = sha256_file(study.clinical_path)
+    recorded = ((prov.get("sources") or {}).get("clinical") or {})
+    rec_sha = recorded.get("sha256") if isinstance(recorded, dict) else None
+    body.append(h.kv_table([
+        ("model.joblib sha256", meta.get("model_sha256")), ("settings fingerprint (sha256)", settings_fingerprint(meta)),
+        ("estimator", meta.get("estimator")), ("created", prov.get("created")),
+        ("command line", " ".join(map(str, prov.get("argv") or []))),
+        ("library versions", ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items())),
+        ("subjects / events at fit", f"{prov.get('n_subjects')} / {prov.get('n_events')}"),
+        ("clinical table at fit", f"{recorded.get('path') if isinstance(recorded, dict) else ''} (sha256 {rec_sha})"),
+        ("clinical table used here", f"{study.clinical_path} (sha256 {clin_now})"),
+        ("cross-validation", val.source),
+    ], caption="Model (MODEL_DIR/model.json)", code=True))
+    if rec_sha and rec_sha != clin_now:
+        body.append(h.note("The clinical table used for this report differs from the one the model was fitted on "
+                           "(sha256 differs): the validation refits the model's specification on it.", kind="warning"))
+    for t in study.tables:
+        p = t.provenance
+        ext = t.extractor
+        models = {**((p.get("preprocessing") or {}).get("models_sha256") or {}), **(p.get("models_sha256") or {})}
+        inp = p.get("input") or {}
+        rows = [
+            ("file", f"{t.path.name} (sha256 {sha256_file(t.path)})"),
+            ("extractor", f"{ext.get('name')} {ext.get('version')} from {ext.get('distribution') or ext.get('plugin')} "
+                          f"{ext.get('distribution_version', '')}"),
+            ("facefeat / created", f"{p.get('facefeat_version')} / {p.get('created')}"),
+            ("config", json.dumps(ext.get("config", {}), sort_keys=True, default=str)),
+            ("config fingerprint (sha256)", hashlib.sha256(json.dumps(ext.get("config", {}), sort_keys=True,
+                                                                       default=str).encode()).hexdigest()),
+            ("input", f"{inp.get('source')} (manifest sha256 {inp.get('manifest_sha256')}, {inp.get('n_images')} "
+                      f"images, {len(inp.get('duplicates') or [])} exact duplicates skipped)"),
+            ("preprocessing", json.dumps({k: v for k, v in (p.get("preprocessing") or {}).items()
+                                          if k != "models_sha256"}, sort_keys=True, default=str)),
+        ]
+        rows += [(f"model file {label} sha256", digest) for label, digest in models.items()]
+        if p.get("environment"):
+            rows.append(("environment", json.dumps(p["environment"], sort_keys=True)))
+        body.append(h.kv_table(rows, caption=f"Extraction run: {t.name}", code=True))
+    return h.Section("provenance", "Provenance", "".join(body))

@@ -1,0 +1,147 @@
+"""Cross-validated performance for the report: read it from a ``facefeat evaluate`` folder, or
+compute it now with :func:`facefeat.survival.validation.cross_validate`.
+
+The model in ``MODEL_DIR`` was fitted on all subjects, so its own predictions on them are
+optimistic. Everything the report shows about performance (the metrics table, the risk-group
+Kaplan-Meier curves, calibration) comes from out-of-fold predictions: each subject is scored
+by a model that did not see it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from facefeat.errors import InputError
+
+#: Where a stored cross-validation (``facefeat evaluate --out ...``) is looked for, in MODEL_DIR.
+STORED_CV_DIRS = ("cv", "evaluate", ".")
+
+METRIC_LABELS = {
+    "c_index": "Harrell's C-index",
+    "uno_c": "Uno's C-index",
+    "auc_mean": "mean time-dependent AUC",
+    "ibs": "integrated Brier score (lower is better)",
+    "hr_per_sd": "hazard ratio per SD of risk",
+}
+
+
+@dataclass
+class Validation:
+    """Cross-validated metrics and out-of-fold predictions, with where they came from."""
+
+    summary: pd.DataFrame
+    oof: pd.DataFrame  # id, time, event, risk, risk_group
+    calibration: dict[float, pd.DataFrame]
+    auc: pd.DataFrame
+    settings: dict[str, Any]
+    source: str  # sentence saying whether it was stored or computed, and how
+    computed: bool
+    group_rule: str  # how the out-of-fold risk groups were formed
+    notes: list[str] = field(default_factory=list)
+
+
+def find_stored_cv(model_dir: str | Path) -> Path | None:
+    """A ``facefeat evaluate`` cross-validation folder inside MODEL_DIR (``cv/``, ``evaluate/`` or
+    MODEL_DIR itself), or None."""
+    for sub in STORED_CV_DIRS:
+        d = Path(model_dir) / sub
+        f = d / "results.json"
+        if f.is_file():
+            try:
+                data = json.loads(f.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if data.get("mode") == "cross-validation":
+                return d
+    return None
+
+
+def tertile_groups(risk: np.ndarray, n_groups: int = 3) -> np.ndarray:
+    """Group 1 (lowest risk) to ``n_groups`` by quantiles of ``risk``."""
+    cuts = np.quantile(risk, np.linspace(0, 1, n_groups + 1)[1:-1])
+    return np.searchsorted(cuts, risk, side="right") + 1
+
+
+def load_stored_cv(cv_dir: str | Path, *, risk_groups: int = 3) -> Validation:
+    """Read ``results.json`` and ``oof_predictions.csv`` written by ``facefeat evaluate``."""
+    cv_dir = Path(cv_dir)
+    data = json.loads((cv_dir / "results.json").read_text())
+    if data.get("mode") != "cross-validation":
+        raise InputError(f"{cv_dir / 'results.json'} is not a cross-validation result (mode {data.get('mode')!r}); "
+                         "pass the --out folder of 'facefeat evaluate' without --model-dir")
+    oof_path = cv_dir / "oof_predictions.csv"
+    if not oof_path.is_file():
+        raise InputError(f"{oof_path} is missing: the risk-group curves need the out-of-fold predictions that "
+                         "'facefeat evaluate' writes next to results.json; re-run it")
+    oof = pd.read_csv(oof_path, dtype={"id": str})
+    need = [c for c in ("time", "event", "risk") if c not in oof.columns]
+    if need:
+        raise InputError(f"{oof_path} lacks column(s) {need}; re-run 'facefeat evaluate'")
+    settings = data.get("settings") or {}
+    stored_groups = int(settings.get("risk_groups") or 0)
+    if stored_groups == risk_groups and "risk_group" in oof.columns:
+        rule = (f"{risk_groups} groups by the quantiles of each training fold's risk, applied to its test fold "
+                "(as stored by 'facefeat evaluate')")
+    else:
+        oof["risk_group"] = tertile_groups(oof["risk"].to_numpy(float), risk_groups)
+        rule = f"{risk_groups} groups by quantiles of the pooled out-of-fold risk (first CV repeat)"
+    calibration = {float(t): pd.DataFrame(rows) for t, rows in (data.get("calibration") or {}).items()}
+    summary = pd.DataFrame(data.get("summary") or [])
+    if len(summary):
+        summary = summary.fillna(value=np.nan)
+    source = (f"stored: read from {cv_dir / 'results.json'} ({settings.get('n_repeats')} x "
+              f"{settings.get('n_splits')}-fold cross-validation by 'facefeat evaluate', model "
+              f"{data.get('model')}, {data.get('fusion')} fusion)")
+    return Validation(summary, oof, calibration, pd.DataFrame(data.get("auc") or []), settings, source, False, rule,
+                      list(dict.fromkeys(data.get("notes") or [])))
+
+
+def compute_cv(estimator: Any, X: Any, y: Any, *, n_splits: int = 5, n_repeats: int = 5, risk_groups: int = 3,
+               random_state: int = 0, n_jobs: int = 1) -> Validation:
+    """Cross-validate a copy of the saved model's specification (refitted inside every fold)."""
+    from sklearn.base import clone
+
+    from facefeat.survival.validation import cross_validate
+
+    n_ev = int(np.asarray(y["event"]).sum())
+    n_splits_used = max(2, min(n_splits, n_ev))
+    res = cross_validate(clone(estimator), X, y, n_splits=n_splits_used, n_repeats=n_repeats, risk_groups=risk_groups,
+                         random_state=random_state, n_jobs=n_jobs)
+    notes = list(dict.fromkeys(res.notes))
+    if n_splits_used != n_splits:
+        notes.insert(0, f"{n_splits_used} folds instead of {n_splits}: only {n_ev} events")
+    source = (f"computed now: {n_repeats} x {n_splits_used}-fold cross-validation (stratified on the event, seed "
+              f"{random_state}) of the saved model's specification ({type(estimator).__name__} with the same "
+              "parameters), refitted inside every training fold by facefeat.survival.cross_validate; "
+              "MODEL_DIR holds no stored cross-validation")
+    rule = (f"{risk_groups} groups by the quantiles (tertiles for 3) of each training fold's risk, applied to its "
+            "test fold (first CV repeat); no subject is grouped by a model that saw it")
+    return Validation(res.summary, res.oof, res.calibration, res.auc, res.settings, source, True, rule, notes)
+
+
+def group_table(oof: pd.DataFrame) -> list[dict]:
+    """Per risk group: subjects, events, median follow-up and Kaplan-Meier median survival."""
+    from sksurv.nonparametric import kaplan_meier_estimator
+
+    rows = []
+    groups = sorted(oof["risk_group"].unique())
+    for g in groups:
+        d = oof[oof["risk_group"] == g]
+        e, t = d["event"].to_numpy(bool), d["time"].to_numpy(float)
+        median = math.nan
+        if e.any():
+            x, s = kaplan_meier_estimator(e, t)
+            below = np.flatnonzero(s <= 0.5)
+            median = float(x[below[0]]) if len(below) else math.nan
+        label = "low" if g == groups[0] else "high" if g == groups[-1] else "intermediate"
+        rows.append({"risk group": f"{int(g)} ({label})", "subjects": int(len(d)), "events": int(e.sum()),
+                     "mean out-of-fold risk": float(d["risk"].mean()),
+                     "median survival (KM)": median if math.isfinite(median) else "not reached"})
+    return rows

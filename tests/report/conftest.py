@@ -1,0 +1,25 @@
+"""Fixtures: one small real study (latents of the tiny generator, a clinical table, a model saved
+by 'facefeat fit') and its report rendered through the 'facefeat report' command."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.report.study import NASTY_ID, make_study
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory):
+    return make_study(tmp_path_factory.mktemp("study"))
+
+
+@pytest.fixture(scope="session")
+def report(study):
+    """(html text, path) of the study's report, written by the command line."""
+    from facefeat.cli import main
+
+    out = study["root"] / "report.html"
+    rc = main(["report", str(study["run"]), str(study["model"]), "-o", str(out), "--cv-folds", "3",
+               "--cv-repeats", "1", "--subjects", f"{NASTY_ID},P001", "--edit-steps=-2..2"])
+    assert rc == 0
+    return out.read_text(encoding="utf-8"), out
