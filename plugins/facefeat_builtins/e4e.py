@@ -193,9 +193,7 @@ class E4EExtractor(Extractor):
         return Requires(aligned_sizes=tuple(sorted(sizes)), landmarks=False, original=False)
 
     def latent_shape(self) -> list[int]:
-        from facefeat.models.e4e.network import STYLE_DIM
-
-        return [self.header.n_styles, STYLE_DIM]
+        return [self.header.n_styles, self.header.style_dim]
 
     def output_schema(self) -> pa.Schema:
         fields = [embedding_field(f"{NAME}__latent", self.latent_shape(),

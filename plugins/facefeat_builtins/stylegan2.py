@@ -80,8 +80,16 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "seed": _prop("integer", 0, "base seed; image i's random stream is seeded from (seed, image_id)"),
         "device": _prop(["string", "null"], None, "cpu, cuda, cuda:N, mps; null: the run's device",
                         pattern="^(cpu|cuda(:[0-9]+)?|mps)$"),
-        "init": {"enum": ["w_avg"], "default": "w_avg",
-                 "description": "start of the optimisation: the mean w (encoder initialisation to come)"},
+        "init": {"enum": ["w_avg", "encoder"], "default": "w_avg",
+                 "description": "start of the optimisation: the mean w (NVIDIA), or the codes of the e4e encoder "
+                                "init_encoder (hybrid inversion; space w starts at the mean of the code's rows); "
+                                "with an encoder far fewer steps suffice"},
+        "init_encoder": _prop(["string", "null"], None, "e4e checkpoint (file or registry name) for init=encoder; "
+                              "its style count and latent width must match the generator"),
+        "encoder_learning_rate": _prop("number", 0.03, "init=encoder: replaces initial_learning_rate (a start "
+                                       "near the optimum wants smaller steps than NVIDIA's 0.1)", exclusiveMinimum=0),
+        "encoder_noise_factor": _prop("number", 0.0, "init=encoder: replaces initial_noise_factor (exploration "
+                                      "noise would throw the encoder's start away)", minimum=0),
         "w_avg_samples": _prop("integer", 10000, "z samples for the mean w and its spread", minimum=1),
         "w_avg_seed": _prop("integer", 123, "seed of those z samples (NVIDIA's projector: 123)"),
         "initial_learning_rate": _prop("number", 0.1, "Adam learning rate after the ramp-up", exclusiveMinimum=0),
@@ -114,7 +122,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
 _PROJECT_KEYS = ("space", "w_avg_samples", "w_avg_seed", "initial_learning_rate", "lr_rampup_length",
                  "lr_rampdown_length", "initial_noise_factor", "noise_ramp_length", "regularize_noise_weight",
                  "optimize_noise", "loss", "mse_weight", "lpips_weight", "early_stop_patience",
-                 "early_stop_min_delta", "early_stop_start", "wplus_start", "batch_invariant", "init")
+                 "early_stop_min_delta", "early_stop_start", "wplus_start", "batch_invariant")
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,7 +272,18 @@ class StyleGAN2Extractor(Extractor):
         if c["save_reconstructions"] and not c["reconstructions_dir"]:
             raise ConfigError("stylegan2.save_reconstructions needs stylegan2.reconstructions_dir (a folder, e.g. "
                               "next to the output table)")
+        if c["init"] == "encoder" and not c["init_encoder"]:
+            raise ConfigError("stylegan2.init = 'encoder' needs stylegan2.init_encoder: an e4e checkpoint trained for "
+                              "this generator (file or registry name)")
+        if c["init"] != "encoder" and c["init_encoder"]:
+            raise ConfigError("stylegan2.init_encoder is set but stylegan2.init is 'w_avg': set stylegan2.init=encoder "
+                              "to start from the encoder's codes, or drop init_encoder")
+        if c["init"] == "encoder" and c["space"] == "wplus" and c["wplus_start"] > 0:
+            raise ConfigError("stylegan2.wplus_start > 0 starts the optimisation in W from the mean w; it cannot be "
+                              "combined with init=encoder (set wplus_start=0, or space=w)")
         self._header: dict[str, int] | None = None
+        self._enc_header = None
+        self._encoder = None
         self._G = None
         self._lpips = None
         self._w_stats = None
@@ -278,8 +297,27 @@ class StyleGAN2Extractor(Extractor):
             self._header = checkpoint_header(self.config["checkpoint"], self.config["network"])
         return self._header
 
+    @property
+    def encoder_header(self):
+        """The init encoder's :class:`~facefeat.models.e4e.E4EHeader` (``init=encoder``), checked against
+        the generator; None for ``init=w_avg``."""
+        if self.config["init"] != "encoder":
+            return None
+        if self._enc_header is None:
+            from facefeat.models.e4e import check_generator_compat
+            from facefeat_builtins.e4e import encoder_header
+
+            h = encoder_header(self.config["init_encoder"], where="stylegan2.init_encoder")
+            check_generator_compat(h, num_ws=self.header["num_ws"], w_dim=self.header["w_dim"],
+                                   generator=self.config["checkpoint"])
+            self._enc_header = h
+        return self._enc_header
+
     def requires(self) -> Requires:
-        return Requires(aligned_sizes=(self.header["resolution"],), landmarks=False, original=False)
+        sizes = {self.header["resolution"]}
+        if self.encoder_header is not None:  # the encoder reads its own crop size (256 for official encoders)
+            sizes.add(self.encoder_header.input_size)
+        return Requires(aligned_sizes=tuple(sorted(sizes)), landmarks=False, original=False)
 
     def latent_shape(self) -> list[int]:
         h = self.header
@@ -311,6 +349,8 @@ class StyleGAN2Extractor(Extractor):
         if self.config["lpips_vgg16"]:
             files["lpips_vgg16"] = str(self.config["lpips_vgg16"])
             files["lpips_lin"] = str(self.config["lpips_lin"])
+        if self.encoder_header is not None:
+            files["init_encoder"] = str(self.encoder_header.path)
         return files
 
     # -- work ---------------------------------------------------------------------------
@@ -327,6 +367,25 @@ class StyleGAN2Extractor(Extractor):
         if c["lpips_vgg16"]:
             self._lpips = load_lpips_vgg(c["lpips_vgg16"], c["lpips_lin"], device=self._device)
         self._w_stats = w_stats(self._G, c["w_avg_samples"], seed=c["w_avg_seed"])
+        if self.encoder_header is not None:
+            from facefeat.models.e4e import load_e4e
+
+            self._encoder = load_e4e(self.encoder_header.path, device=self._device, num_ws=self._G.num_ws)
+
+    def initial_latents(self, batch: FaceBatch):
+        """Starting latents of the projection: ``"w_avg"``, or the encoder's codes ``[B, num_ws, w_dim]``
+        (space ``w``: ``[B, 1, w_dim]``, the mean of the rows -- the single w closest to the code in the
+        least-squares sense). With ``batch_invariant`` the encoder sees one image at a time, so an
+        image's start (and result) does not depend on its batch."""
+        if self._encoder is None:
+            return "w_avg"
+        from facefeat.models.e4e import encode
+
+        c = self.config
+        codes = encode(self._encoder.encoder, batch.aligned(self.encoder_header.input_size),
+                       latent_avg=self._encoder.latent_avg, batch_size=1 if c["batch_invariant"] else c["batch_size"],
+                       device=self._device)
+        return codes.mean(1, keepdim=True) if c["space"] == "w" else codes
 
     def extract(self, batch: FaceBatch) -> pa.RecordBatch:
         from facefeat.inversion import project
@@ -341,11 +400,15 @@ class StyleGAN2Extractor(Extractor):
         c = self.config
         res = self.header["resolution"]
         target = batch.aligned(res)
+        init = self.initial_latents(batch)
+        kw = {k: c[k] for k in _PROJECT_KEYS}
+        if c["init"] == "encoder":
+            kw.update(initial_learning_rate=c["encoder_learning_rate"], initial_noise_factor=c["encoder_noise_factor"])
         result = project(
             self._G, target, num_steps=c["steps"], perceptual=self._lpips, batch_size=c["batch_size"],
             seed=[image_seed(c["seed"], f.image_id) for f in batch], device=self._device,
-            w_stats_cache=self._w_stats, return_images=c["save_reconstructions"], return_noises=False,
-            **{k: c[k] for k in _PROJECT_KEYS})
+            w_stats_cache=self._w_stats, return_images=c["save_reconstructions"], return_noises=False, init=init,
+            **kw)
         latents = result.latents.numpy().astype(np.float32)
         columns: dict[str, Any] = {
             f"{NAME}__latent": embedding_array(latents.reshape(n, -1)),

@@ -185,3 +185,83 @@ def test_extract_matches_project(engine_run):
                   early_stop_min_delta=c["early_stop_min_delta"], early_stop_start=c["early_stop_start"])
     assert np.array_equal(got, ref.latents.reshape(-1).numpy())
     assert torch.is_tensor(ref.latents) and rb.num_rows == 1
+
+
+# --- hybrid inversion: init=encoder (fixtures: tests/plugins/conftest.py) -----------------------
+
+def _faces(n, seed=0, sizes=(32, 64)):
+    from facefeat.engine import Face, FaceBatch
+
+    rng = np.random.default_rng(seed)
+    return FaceBatch([Face(f"img{i}", f"s{i}", np.zeros((68, 2)), (0, 0, 1, 1),
+                           aligned={s: rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for s in sizes})
+                      for i in range(n)])
+
+
+def _hybrid(e4e_files, **kw):
+    return {"checkpoint": str(e4e_files["generator"]), "init": "encoder", "init_encoder": str(e4e_files["encoder"]),
+            "w_avg_samples": 1000, **kw}
+
+
+@pytest.mark.slow
+def test_hybrid_starts_from_the_encoder_codes(e4e_files):
+    """Zero steps return the start itself: the encoder's W+ codes (space w: their row mean), so
+    the extractor hands the codes of the right crop (the encoder's 64 px one) to project()."""
+    from facefeat.models.e4e import encode, load_e4e
+
+    ext = _create(_hybrid(e4e_files, steps=0))
+    assert ext.requires().aligned_sizes == (32, 64)
+    assert ext.model_files()["init_encoder"] == str(e4e_files["encoder"])
+    batch = _faces(3)
+    rb = ext.extract(batch)
+    ck = load_e4e(e4e_files["encoder"])
+    codes = encode(ck.encoder, batch.aligned(64), latent_avg=ck.latent_avg, batch_size=1)
+    got = np.stack(rb.column("stylegan2__latent").to_numpy(zero_copy_only=False)).reshape(3, 8, 512)
+    assert np.array_equal(got, codes.numpy()) and rb.column("diag__stylegan2__steps").to_pylist() == [0, 0, 0]
+    w = _create(_hybrid(e4e_files, steps=0, space="w")).extract(batch)
+    got_w = np.stack(w.column("stylegan2__latent").to_numpy(zero_copy_only=False)).reshape(3, 1, 512)
+    assert np.array_equal(got_w, codes.mean(1, keepdim=True).numpy())
+
+
+def test_hybrid_passes_the_codes_and_its_schedule_to_project(e4e_files, monkeypatch):
+    import facefeat.inversion as inversion
+
+    seen = {}
+    real = inversion.project
+
+    def spy(G, target, **kw):
+        seen.update(kw)
+        return real(G, target, **kw)
+
+    monkeypatch.setattr(inversion, "project", spy)
+    ext = _create(_hybrid(e4e_files, steps=2, encoder_learning_rate=0.02))
+    ext.extract(_faces(2))
+    assert torch.is_tensor(seen["init"]) and tuple(seen["init"].shape) == (2, 8, 512)
+    assert seen["initial_learning_rate"] == 0.02 and seen["initial_noise_factor"] == 0.0
+    plain = _create({"checkpoint": str(e4e_files["generator"]), "steps": 1, "w_avg_samples": 1000})
+    plain.extract(_faces(1, sizes=(32,)))
+    assert seen["init"] == "w_avg" and seen["initial_learning_rate"] == 0.1
+
+
+def test_hybrid_changes_the_fingerprint(e4e_files):
+    from facefeat.engine.run import _fingerprint
+
+    a = _create({"checkpoint": str(e4e_files["generator"])})
+    b = _create(_hybrid(e4e_files, w_avg_samples=10000))
+    assert b.config["init"] == "encoder" and b.config["init_encoder"] == str(e4e_files["encoder"])
+    assert _fingerprint(a, {}) != _fingerprint(b, {})
+
+
+def test_hybrid_errors_before_any_image(tmp_path, examples_dir, e4e_files):
+    with pytest.raises(ModelError, match=r"enc_styles10\.pt produces 10 W\+ rows.*g512.*num_ws=8"):
+        _plan(tmp_path, examples_dir, **_hybrid(e4e_files, init_encoder=str(e4e_files["styles10"])))
+    with pytest.raises(ModelError, match=r"enc_bundled\.pt produces 512-wide.*nvidia_tiny.*w_dim=64"):
+        _plan(tmp_path, examples_dir, **_hybrid(e4e_files, checkpoint=str(NVIDIA)))
+    with pytest.raises(ModelError, match=r"stylegan2\.init_encoder: .*enc_no_avg\.pt has no 'latent_avg'"):
+        _plan(tmp_path, examples_dir, **_hybrid(e4e_files, init_encoder=str(e4e_files["no_avg"])))
+    with pytest.raises(ConfigError, match="needs stylegan2.init_encoder"):
+        _plan(tmp_path, examples_dir, checkpoint=str(NVIDIA), init="encoder")
+    with pytest.raises(ConfigError, match="init=encoder"):
+        _plan(tmp_path, examples_dir, checkpoint=str(NVIDIA), init_encoder=str(e4e_files["encoder"]))
+    with pytest.raises(ConfigError, match="wplus_start"):
+        _plan(tmp_path, examples_dir, **_hybrid(e4e_files, wplus_start=0.2))

@@ -581,6 +581,8 @@ class E4EHeader:
     path : Path
     n_styles, resolution, input_size : int
         Encoder W+ rows, the resolution of the generator it belongs to, its input side.
+    style_dim : int
+        Width of each W+ row (512 for e4e), read from the weights.
     latent_avg_shape : tuple of int or None
         None when the file has no ``latent_avg``.
     decoder : dict or None
@@ -595,6 +597,7 @@ class E4EHeader:
     latent_avg_shape: tuple[int, ...] | None
     decoder: dict[str, int] | None
     opts: dict[str, Any] = field(default_factory=dict)
+    style_dim: int = STYLE_DIM
 
     @property
     def has_latent_avg(self) -> bool:
@@ -638,7 +641,8 @@ def read_e4e_header(path: str | os.PathLike) -> E4EHeader:
         decoder = {"resolution": cfg.img_resolution, "w_dim": cfg.w_dim, "num_ws": cfg.num_ws}
         check_num_ws(ck.n_styles, cfg.num_ws, source=f"e4e encoder {path} (its own decoder)")
     header = E4EHeader(path=path, n_styles=ck.n_styles, resolution=ck.resolution, input_size=ck.encoder.input_size,
-                       latent_avg_shape=None if la is None else tuple(la.shape), decoder=decoder, opts=ck.opts)
+                       latent_avg_shape=None if la is None else tuple(la.shape), decoder=decoder, opts=ck.opts,
+                       style_dim=int(ck.encoder.styles[0].linear.weight.shape[0]))
     if key is not None:
         _HEADER_CACHE[key] = header
     return header
@@ -648,7 +652,7 @@ def check_generator_compat(header: E4EHeader, *, num_ws: int, w_dim: int, genera
     """Raise :class:`ModelError` unless the encoder of ``header`` can drive the generator.
 
     The message names both files and the fix. Checks the W+ row count (``n_styles`` against
-    ``num_ws``) and the latent width (e4e codes are 512 wide; ``w_dim`` must be too).
+    ``num_ws``) and the latent width (``style_dim``, 512 for e4e, against ``w_dim``).
     """
     fix = ("Use an encoder trained for this generator (facefeat train encoder --generator ...), or the "
            "generator the encoder was trained with.")
@@ -657,9 +661,9 @@ def check_generator_compat(header: E4EHeader, *, num_ws: int, w_dim: int, genera
             f"e4e encoder {header.path} produces {header.n_styles} W+ rows (a {header.resolution} px generator) but "
             f"the generator {generator} takes num_ws={num_ws}. {fix}"
         )
-    if w_dim != STYLE_DIM:
+    if w_dim != header.style_dim:
         raise ModelError(
-            f"e4e encoder {header.path} produces {STYLE_DIM}-wide latents but the generator {generator} has "
+            f"e4e encoder {header.path} produces {header.style_dim}-wide latents but the generator {generator} has "
             f"w_dim={w_dim}. {fix}"
         )
 
