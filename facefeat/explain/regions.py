@@ -32,6 +32,7 @@ mean area share and the enrichment (mean share / mean area share), plus status c
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -55,16 +56,26 @@ __all__ = [
 STATUSES = ("ok", "no_face", "no_latent", "error")
 
 
+@functools.lru_cache(maxsize=None)
+def _dlib_tools(upsample: int):
+    """One detector and predictor per process (the predictor file is ~100 MB, ~1 s to read)."""
+    from facefeat.face.detect import FaceDetector
+    from facefeat.face.landmarks import LandmarkPredictor
+
+    return FaceDetector("hog", upsample=upsample), LandmarkPredictor()
+
+
 def detect_aligned_landmarks(image: np.ndarray, *, detector=None, predictor=None, upsample: int = 1):
     """68 landmarks of the largest face in an aligned frame: ``(points or None, status, message)``.
 
-    ``status`` is ``"ok"`` or ``"no_face"`` (with the reason in ``message``).
+    dlib's HOG detector, then its 68-point predictor (:mod:`facefeat.face`). ``status`` is
+    ``"ok"`` or ``"no_face"`` (with the reason in ``message``).
     """
-    from facefeat.face.detect import FaceDetector, largest_face
-    from facefeat.face.landmarks import LandmarkPredictor
+    from facefeat.face.detect import largest_face
 
-    detector = detector or FaceDetector("hog", upsample=upsample)
-    predictor = predictor or LandmarkPredictor()
+    if detector is None or predictor is None:
+        d, p = _dlib_tools(int(upsample))
+        detector, predictor = detector or d, predictor or p
     img = np.ascontiguousarray(image, dtype=np.uint8)
     found = detector.detect(img)
     face = largest_face(found)
@@ -166,10 +177,7 @@ def cohort_regions(ctx, subjects: Sequence[str] | None = None, direction=None, s
     if subjects is None:
         subjects = list(ctx.X.index)
     subjects = [str(s) for s in subjects][: max_subjects or None]
-    from facefeat.face.detect import FaceDetector
-    from facefeat.face.landmarks import LandmarkPredictor
-
-    detector, predictor = FaceDetector("hog", upsample=1), LandmarkPredictor()
+    detector, predictor = _dlib_tools(1)
     out: list[dict[str, Any]] = []
     it = subjects
     if progress:
