@@ -61,6 +61,7 @@ def build_report(
     edit_steps: str | Sequence[float] | None = None,
     generator: str | os.PathLike | None = None,
     n_edit_subjects: int = 3,
+    n_region_subjects: int = 20,
     cv_folds: int = 5,
     cv_repeats: int = 5,
     risk_groups: int = 3,
@@ -92,6 +93,9 @@ def build_report(
     generator : path, optional
         StyleGAN2 checkpoint that renders the edits; default the one recorded in the latent
         table's provenance.
+    n_edit_subjects, n_region_subjects : int
+        Subjects edited by default, and subjects whose edits are measured by region (both
+        spread over the out-of-fold risk).
     cv_folds, cv_repeats, risk_groups, seed, n_jobs :
         Cross-validation when none is stored (risk groups: tertiles by default).
     device : str
@@ -140,7 +144,7 @@ def build_report(
             "command": command if command is not None else " ".join(sys.argv)}
     explain = ex.explain_parts(study, val, subjects=wanted, steps=steps,
                                generator=None if generator is None else str(generator),
-                               n_subjects=n_edit_subjects, device=device)
+                               n_subjects=n_edit_subjects, n_region_subjects=n_region_subjects, device=device)
     sections = [
         sec.cohort_section(study),
         sec.features_section(study),

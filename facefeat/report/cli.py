@@ -34,7 +34,7 @@ The HTML has no external references (CSS inline, images as base64 PNG) and works
 
 
 #: Options and their defaults, in the order the recorded command line lists them.
-OPTIONS = {"clinical": None, "subjects": None, "edit_steps": "-3..3", "generator": None, "edit_subjects": 3,
+OPTIONS = {"clinical": None, "subjects": None, "edit_steps": "-3..3", "generator": None, "edit_subjects": 3, "region_subjects": 20,
            "cv_folds": 5, "cv_repeats": 5, "risk_groups": 3, "seed": 0, "jobs": 1, "device": "cpu", "title": None,
            "sep": None}
 
@@ -66,6 +66,8 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--generator", metavar="G", help="StyleGAN2 checkpoint to render edits (default: the one recorded "
                                                     "in the latent table's provenance)")
     p.add_argument("--edit-subjects", type=int, default=3, metavar="N", help="subjects edited by default (default 3)")
+    p.add_argument("--region-subjects", type=int, default=20, metavar="N",
+                   help="subjects whose edits are measured face vs background (default 20)")
     p.add_argument("--cv-folds", type=int, default=5, help="folds when cross-validating now (default 5)")
     p.add_argument("--cv-repeats", type=int, default=5, help="repeats when cross-validating now (default 5)")
     p.add_argument("--risk-groups", type=int, default=3, help="risk groups of the Kaplan-Meier plot (default 3, tertiles)")
@@ -81,7 +83,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from facefeat.errors import ConfigError
     from facefeat.report.build import write_report
 
-    for name in ("cv_folds", "cv_repeats", "edit_subjects", "jobs"):
+    for name in ("cv_folds", "cv_repeats", "edit_subjects", "region_subjects", "jobs"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be 1 or more, not {getattr(args, name)}")
     if args.cv_folds < 2:
@@ -89,6 +91,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = write_report(
         args.run_dir, args.model_dir, args.out, clinical=args.clinical, subjects=args.subjects,
         edit_steps=args.edit_steps, generator=args.generator, n_edit_subjects=args.edit_subjects,
+        n_region_subjects=args.region_subjects,
         cv_folds=args.cv_folds, cv_repeats=args.cv_repeats, risk_groups=args.risk_groups, seed=args.seed,
         n_jobs=args.jobs, device=args.device, title=args.title, sep=args.sep,
         command=command_line(args),

@@ -132,7 +132,7 @@ def _generator_available(spec: dict) -> str | None:
 
 
 def explain_parts(study: Study, val: Any, *, subjects: Sequence[str] | None, steps: Sequence[float],
-                  generator: str | None, n_subjects: int, device: str) -> ExplainParts:
+                  generator: str | None, n_subjects: int, device: str, n_region_subjects: int = 20) -> ExplainParts:
     """Both interpretation sections (or the reason they are absent)."""
     reason = absent_reason(study)
     if reason:
@@ -165,7 +165,7 @@ def explain_parts(study: Study, val: Any, *, subjects: Sequence[str] | None, ste
         except FacefeatError as exc:
             failed.append((s, str(exc)))
     edits = _edits_section(direction, spec, results, failed, chosen_by_default=not subjects, G=G)
-    regions = _regions_section(study, ctx, direction, results, G)
+    regions = _regions_section(study, ctx, direction, val, steps, G, n_region_subjects)
     return ExplainParts(edits, regions)
 
 
@@ -228,18 +228,57 @@ def _edits_section(direction: Any, spec: dict, results: list, failed: list, *, c
     return h.Section(EDITS_ID, EDITS_TITLE, "".join(body))
 
 
-def _regions_section(study: Study, ctx: Any, direction: Any, results: list, G: Any) -> h.Section:
+def _regions_section(study: Study, ctx: Any, direction: Any, val: Any, steps: Sequence[float], G: Any,
+                     n_subjects: int) -> h.Section:
     try:
         regions = importlib.import_module("facefeat.explain.regions")
     except ModuleNotFoundError:
         return h.Section(REGIONS_ID, REGIONS_TITLE, h.note(
             "Not shown: facefeat.explain.regions is not part of this installation of facefeat.", kind="absent"))
-    return _regions_body(regions, study, ctx, direction, results, G)
+    from facefeat.explain.mask import REGIONS
 
-
-def _regions_body(regions: Any, study: Study, ctx: Any, direction: Any, results: list, G: Any) -> h.Section:
-    # filled in when facefeat.explain.regions lands (face vs background energy table + plot)
-    return h.Section(REGIONS_ID, REGIONS_TITLE, h.note("Not shown: not implemented yet.", kind="absent"))
+    edit_steps = sorted({min(steps), 0.0, max(steps)})
+    subjects = default_subjects(val.oof, list(map(str, study.dataset.X.index)), n_subjects)
+    try:
+        table = regions.cohort_regions(ctx, subjects, direction, edit_steps, G=G)
+    except FacefeatError as exc:
+        return h.Section(REGIONS_ID, REGIONS_TITLE, h.note(f"Not shown: {exc}", kind="absent"))
+    summary = regions.summarize_regions(table)
+    layers = regions.layer_table(direction, G.num_ws)
+    counts = summary.attrs.get("status_counts", {})
+    n_ok = int(counts.get("ok", 0))
+    body = [h.para(
+        "Each subject's reconstruction is edited to the outermost steps "
+        f"({', '.join(f'{s:+g}' for s in edit_steps if s)}); the 68 landmarks are found on the reconstruction, the "
+        "aligned frame is split into face, below the chin (neck, clothing), hair and background, and the pixel-change "
+        "energy of the edits is shared between them. A model that relies on the face puts most of the change inside "
+        "the face: compare each region's share of the change with its share of the image area (enrichment > 1: more "
+        "change than its size)."),
+        h.para(f"{len(subjects)} subjects spread over the out-of-fold risk; status: "
+               + ", ".join(f"{k} {v}" for k, v in counts.items()) + ".", muted=True)]
+    if n_ok == 0:
+        reason = next((m for m in table.get("message", []) if isinstance(m, str) and m), "")
+        body.append(h.note(
+            f"No subject could be measured: {reason or 'no face was found on any reconstruction'}. The shares below "
+            "are therefore empty; with a generator of 128 px or more, faces are found on the reconstructions.",
+            kind="absent"))
+    cols = ["region", "n_subjects", "mean_share", "median_share", "sd_share", "mean_area_share", "enrichment"]
+    body.append(h.table(summary, cols, caption="Share of the edits' pixel-change energy per region (subjects with "
+                        "status ok; each subject's edited frames pooled)",
+                        headers={"n_subjects": "subjects", "mean_share": "mean share of change",
+                                 "median_share": "median share", "sd_share": "SD", "mean_area_share": "share of area",
+                                 "enrichment": "enrichment (share / area)"}))
+    fig = regions.plot_regions(summary, layers)
+    body.append(h.image(figure_png(fig), alt="energy share per region and direction norm per layer", width=760,
+                        caption="Left: share of the change per region against its area. Right: share of the "
+                                "direction's squared norm on each W+ layer (coarse / middle / fine)."))
+    if direction.space == "w":
+        body.append(h.para("The model was fitted on W: the same step is added to every W+ layer, so the layer shares "
+                           "are equal by construction.", muted=True))
+    per_subject = table[["subject_id", "step", "status", *[f"share_{r}" for r in REGIONS], "delta_log_hazard",
+                         "message"]].copy()
+    body.append(h.details(f"Per subject and step ({len(per_subject)} rows)", h.table(per_subject, digits=3)))
+    return h.Section(REGIONS_ID, REGIONS_TITLE, "".join(body))
 
 
 __all__ = ["ExplainParts", "absent_reason", "check_generator", "check_subjects", "default_subjects",

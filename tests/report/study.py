@@ -20,7 +20,7 @@ NASTY_ID = '<script>alert("x")</script>&P\'1'
 
 
 def write_latent_run(run: Path, ids: list[str], latents: np.ndarray, status: list[str], *,
-                     checkpoint: str = str(GENERATOR), extractor: str = "stylegan2") -> Path:
+                     checkpoint: str = str(GENERATOR), extractor: str = "stylegan2", column: str = "latent") -> Path:
     """Write ``<run>/<extractor>.parquet`` as the engine does (keys, engine diagnostics, the
     extractor's latent column with its shape, provenance)."""
     import pyarrow as pa
@@ -30,7 +30,7 @@ def write_latent_run(run: Path, ids: list[str], latents: np.ndarray, status: lis
 
     n = len(ids)
     shape = [1, latents.shape[1]]
-    ext_schema = pa.schema([embedding_field(f"{extractor}__latent", shape, "StyleGAN2 W latent"),
+    ext_schema = pa.schema([embedding_field(f"{extractor}__{column}", shape, "StyleGAN2 W latent"),
                             pa.field(f"diag__{extractor}__loss", pa.float32())])
     counts = {s: status.count(s) for s in ("ok", "no_face", "multiple_faces", "unreadable", "too_large", "error")}
     prov = {
@@ -57,7 +57,7 @@ def write_latent_run(run: Path, ids: list[str], latents: np.ndarray, status: lis
     }
     for f in ENGINE_DIAG_FIELDS:
         cols[f.name] = pa.nulls(n, f.type)
-    cols[f"{extractor}__latent"] = lat
+    cols[f"{extractor}__{column}"] = lat
     cols[f"diag__{extractor}__loss"] = pa.array(np.where(ok, 0.05, np.nan).astype(np.float32), mask=~ok)
     table = pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema)
     run.mkdir(parents=True, exist_ok=True)
@@ -65,7 +65,8 @@ def write_latent_run(run: Path, ids: list[str], latents: np.ndarray, status: lis
 
 
 def make_study(root: Path, *, n: int = 90, seed: int = 0, model: str = "coxph", params=("alpha=1.0",),
-               with_age: bool = True) -> dict[str, Path]:
+               with_age: bool = True, extractor: str = "stylegan2", column: str = "latent",
+               covariates: str = "none", fusion: str = "early") -> dict[str, Path]:
     """Build the study under ``root``: ``run/``, ``clinical.csv``, ``model/``.
 
     Subjects P000..; one has an id full of HTML metacharacters; three images failed
@@ -85,7 +86,7 @@ def make_study(root: Path, *, n: int = 90, seed: int = 0, model: str = "coxph", 
     status = ["ok"] * n
     status[7], status[11], status[13] = "no_face", "unreadable", "multiple_faces"
     run = root / "run"
-    write_latent_run(run, ids, w, status)
+    write_latent_run(run, ids, w, status, extractor=extractor, column=column)
     # survival planted along a random unit direction of standardised W
     direction = rng.standard_normal(w.shape[1])
     direction /= np.linalg.norm(direction)
@@ -104,11 +105,11 @@ def make_study(root: Path, *, n: int = 90, seed: int = 0, model: str = "coxph", 
     clinical = root / "clinical.csv"
     clin.to_csv(clinical, index=False)
     out = root / "model"
-    fit_with(run, clinical, out, model=model, params=params, covariates="none")
+    fit_with(run, clinical, out, model=model, params=params, covariates=covariates, fusion=fusion)
     return {"run": run, "clinical": clinical, "model": out, "root": root}
 
 
-def fit_with(run: Path, clinical: Path, out: Path, *, model: str, params, covariates: str) -> Path:
+def fit_with(run: Path, clinical: Path, out: Path, *, model: str, params, covariates: str, fusion: str = "early") -> Path:
     """``facefeat fit`` with the study's column names."""
     from facefeat.survival import cli as survival_cli
 
@@ -116,7 +117,7 @@ def fit_with(run: Path, clinical: Path, out: Path, *, model: str, params, covari
     sub = parser.add_subparsers(dest="command")
     survival_cli.add_commands(sub)
     argv = ["fit", "--features", str(run), "--clinical", str(clinical), "--time", "os_months", "--event", "death",
-            "--covariates", covariates, "--model", model, "--out", str(out)]
+            "--covariates", covariates, "--model", model, "--fusion", fusion, "--out", str(out)]
     for p in params:
         argv += ["--param", p]
     args = parser.parse_args(argv)

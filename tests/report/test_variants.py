@@ -1,0 +1,101 @@
+"""Reports of other kinds of study: a non-linear model, features without latents, clinical
+covariates with late fusion, a stored cross-validation; and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from facefeat.report import build_report
+from tests.report.study import make_study
+
+FAST = dict(cv_folds=3, cv_repeats=1, n_region_subjects=2, n_edit_subjects=2)
+
+
+def _section(text: str, sid: str) -> str:
+    m = re.search(rf'<section id="{sid}">(.*?)</section>', text, re.S)
+    assert m, sid
+    return m.group(1)
+
+
+def _absent(text: str, sid: str) -> str:
+    body = _section(text, sid)
+    m = re.search(r'<div class="note absent">(.*?)</div>', body, re.S)
+    assert m, f"section {sid} has no 'absent' note"
+    return m.group(1)
+
+
+@pytest.mark.slow
+def test_non_linear_model_says_why_edits_are_absent(tmp_path):
+    s = make_study(tmp_path, model="rsf", params=("n_estimators=20", "min_samples_leaf=10"))
+    text = build_report(s["run"], s["model"], **FAST)
+    for sid in ("edits", "regions"):
+        why = _absent(text, sid)
+        assert "rsf" in why and "not linear" in why and "coxph or coxnet" in why
+    assert "data:image/png;base64," in _section(text, "km")
+    assert "data:image/png;base64," in _section(text, "calibration")  # rsf has survival functions
+
+
+def test_features_without_latents_say_why_edits_are_absent(tmp_path):
+    s = make_study(tmp_path, n=60, extractor="landmarks", column="geometry")
+    text = build_report(s["run"], s["model"], **FAST)
+    for sid in ("edits", "regions"):
+        why = _absent(text, sid)
+        assert "without StyleGAN latents" in why and "landmarks.parquet" in why
+    assert "landmarks__geometry" in _section(text, "features")
+    assert re.search(r"Harrell&#x27;s C-index</td><td class=\"num\">0\.\d+", _section(text, "validation"))
+
+
+@pytest.mark.slow
+def test_clinical_covariates_late_fusion(tmp_path):
+    s = make_study(tmp_path, covariates="age", fusion="late")
+    text = build_report(s["run"], s["model"], **FAST)
+    assert "age" in _section(text, "features")
+    edits = _section(text, "edits")
+    assert 'class="note absent"' not in edits
+    assert edits.count("data:image/png;base64,") == 2
+    assert "late fusion" in edits
+
+
+@pytest.mark.slow
+def test_stored_cross_validation_is_used_and_named(tmp_path):
+    from facefeat.survival import cli as survival_cli
+
+    s = make_study(tmp_path, n=60)
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    survival_cli.add_commands(parser.add_subparsers())
+    args = parser.parse_args(["evaluate", "--features", str(s["run"]), "--clinical", str(s["clinical"]), "--time",
+                              "os_months", "--event", "death", "--covariates", "none", "--model", "coxph", "--param",
+                              "alpha=1.0", "--folds", "3", "--repeats", "2", "--out", str(s["model"] / "cv")])
+    assert args.func(args) == 0
+    text = build_report(s["run"], s["model"], n_region_subjects=1, n_edit_subjects=1)
+    val = _section(text, "validation")
+    assert "stored: read from" in val and "2 x 3-fold" in val
+    assert "pooled out-of-fold risk" in _section(text, "km")  # evaluate stored 2 groups; the report shows tertiles
+
+
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)")
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    _, path = report
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={shot}", "--window-size=1280,3000", path.resolve().as_uri()],
+                   check=True, timeout=120, capture_output=True)
+    img = np.asarray(Image.open(shot).convert("RGB"))
+    assert img.shape[:2] == (3000, 1280)
+    grey = img.mean(axis=2)
+    assert (grey < 240).mean() > 0.05  # text, tables and plots, not a blank page
+    assert grey[:60].mean() < 100  # the dark title band rendered (CSS applied)
+    assert len(np.unique(img.reshape(-1, 3)[::97], axis=0)) > 50  # embedded images decoded
