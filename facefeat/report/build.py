@@ -157,8 +157,8 @@ def build_report(
     ]
     n, ev = len(study.dataset.y), int(study.dataset.y["event"].sum())
     subtitle = (f"{n} subjects, {ev} events; model {study.meta.get('estimator')} "
-                f"({(study.meta.get('params') or {}).get('model')}); run {study.run_dir.name}, model "
-                f"{study.model_dir.name}; facefeat {__version__}; {created}")
+                f"({(study.meta.get('params') or {}).get('model')}); RUN_DIR {study.run_dir}, MODEL_DIR "
+                f"{study.model_dir}; facefeat {__version__}; {created}")
     return h.page(title or "facefeat study report", subtitle, sections)
 
 

@@ -44,7 +44,8 @@ th, td { border: 1px solid var(--line); padding: 3px 8px; vertical-align: top; t
 th { background: var(--band); font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.kv { min-width: 680px; max-width: 100%; }
-table.kv th { width: 300px; }
+table.kv th { white-space: nowrap; }
+table.kv th.sub { font-weight: 400; padding-left: 28px; }
 td code, p code, li code { font-size: 12px; word-break: break-all; }
 .note { border-left: 4px solid var(--accent); background: var(--note-bg); padding: 8px 12px; margin: 8px 0; }
 .note.warning { border-color: var(--warn-line); background: var(--warn-bg); }
@@ -155,13 +156,15 @@ def table(
 
 
 def kv_table(items: Iterable[tuple[str, Any]], *, caption: str | None = None, code: bool = False) -> str:
-    """A two-column key/value table (values escaped; ``code`` sets them in monospace)."""
+    """A two-column key/value table (values escaped; ``code`` sets them in monospace; a key
+    starting with two spaces is shown indented, as a sub-row of the one above)."""
     out = ['<table class="kv">']
     if caption:
         out.append(f"<caption>{esc(caption)}</caption>")
     for k, v in items:
         text = esc(fmt_number(v) if _is_number(v) else ("" if v is None else v))
-        out.append(f"<tr><th>{esc(k)}</th><td>{f'<code>{text}</code>' if code else text}</td></tr>")
+        sub = ' class="sub"' if k.startswith("  ") else ""  # indented key: a sub-row of the one above
+        out.append(f"<tr><th{sub}>{esc(k.strip())}</th><td>{f'<code>{text}</code>' if code else text}</td></tr>")
     out.append("</table>")
     return "".join(out)
 

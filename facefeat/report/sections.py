@@ -242,7 +242,7 @@ def km_section(val: Validation) -> h.Section:
                    "predictions on its training subjects would overstate it)."),
             '<div class="figures">',
             h.image(png, alt="Kaplan-Meier curves by risk group",
-                    caption=f"Kaplan-Meier curves with 95 % log-log bands; log-rank p = {p:.3g}.", width=640),
+                    caption=f"Kaplan-Meier curves with 95 % log-log bands; log-rank p = {p:.3g}.", width=560),
             h.table(group_table(oof), caption=f"Risk groups (log-rank p = {p:.3g})"),
             "</div>"]
     return h.Section("km", "Survival by risk group", "".join(body))
