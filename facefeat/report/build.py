@@ -119,7 +119,7 @@ def build_report(
     from facefeat.report import html as h
     from facefeat.report import sections as sec
     from facefeat.report.study import load_study
-    from facefeat.report.validation import compute_cv, find_stored_cv, load_stored_cv
+    from facefeat.report.validation import check_stored_cv, compute_cv, find_stored_cv, load_stored_cv
 
     steps = parse_steps(edit_steps)
     wanted = parse_subjects(subjects)
@@ -132,9 +132,7 @@ def build_report(
     stored = find_stored_cv(study.model_dir)
     if stored is not None:
         val = load_stored_cv(stored, risk_groups=risk_groups)
-        if int(val.settings.get("n") or -1) != len(study.dataset.y):
-            val.notes.insert(0, f"the stored cross-validation has {val.settings.get('n')} subjects, this study "
-                                f"{len(study.dataset.y)}")
+        check_stored_cv(val, study.meta, len(study.dataset.y), int(study.dataset.y["event"].sum()))
     else:
         log.info("cross-validating the model specification (%d x %d folds)", cv_repeats, cv_folds)
         val = compute_cv(study.estimator, study.dataset.X, study.dataset.y, n_splits=cv_folds, n_repeats=cv_repeats,

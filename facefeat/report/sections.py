@@ -183,6 +183,7 @@ def _pca_of(est: Any) -> str:
 
 def validation_section(study: Study, val: Validation) -> h.Section:
     body = [h.note(f"Source of these numbers: {val.source}.")]
+    body += [h.note(f"Warning: {w}.", kind="warning") for w in val.warnings]
     rows = []
     for r in val.summary.to_dict(orient="records"):
         rows.append({"metric": METRIC_LABELS.get(r.get("metric"), r.get("metric")), "mean": r.get("mean"),
@@ -252,9 +253,9 @@ def calibration_section(val: Validation) -> h.Section:
     from facefeat.survival.plots import plot_calibration
 
     if not val.calibration:
-        return h.Section("calibration", "Calibration", h.note(
-            "Calibration is not shown: the model gives no survival function (predicted survival probabilities), "
-            "only a risk score.", kind="absent"))
+        why = ("the model gives no survival function (predicted survival probabilities), only a risk score"
+               if val.computed else "the stored cross-validation holds no calibration tables")
+        return h.Section("calibration", "Calibration", h.note(f"Calibration is not shown: {why}.", kind="absent"))
     png, _ = plot_png(plot_calibration, val.calibration, title="Calibration (out-of-fold, first CV repeat)")
     body = [h.para("Mean predicted survival against the Kaplan-Meier estimate, per decile of predicted survival, at "
                    "the quartiles of the event times; out-of-fold predictions pooled over the test folds of the first "

@@ -45,6 +45,8 @@ class Validation:
     computed: bool
     group_rule: str  # how the out-of-fold risk groups were formed
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # shown visibly (e.g. a stored CV of another model)
+    stored: dict[str, Any] = field(default_factory=dict)  # model / fusion named in a stored results.json
 
 
 def find_stored_cv(model_dir: str | Path) -> Path | None:
@@ -100,7 +102,24 @@ def load_stored_cv(cv_dir: str | Path, *, risk_groups: int = 3) -> Validation:
               f"{settings.get('n_splits')}-fold cross-validation by 'facefeat evaluate', model "
               f"{data.get('model')}, {data.get('fusion')} fusion)")
     return Validation(summary, oof, calibration, pd.DataFrame(data.get("auc") or []), settings, source, False, rule,
-                      list(dict.fromkeys(data.get("notes") or [])))
+                      list(dict.fromkeys(data.get("notes") or [])),
+                      stored={"model": data.get("model"), "fusion": data.get("fusion")})
+
+
+def check_stored_cv(val: Validation, meta: dict, n_subjects: int, n_events: int) -> None:
+    """Warn (visibly) when a stored CV does not describe the saved model on these subjects."""
+    params = meta.get("params") or {}
+    model = params.get("model")
+    model = model if isinstance(model, str) else None
+    for key, saved in (("model", model), ("fusion", params.get("fusion"))):
+        got = val.stored.get(key)
+        if saved and got and got != saved:
+            val.warnings.append(f"the stored cross-validation is of {key} {got!r}, the saved model's is {saved!r}: "
+                                "re-run 'facefeat evaluate' with the options of 'facefeat fit'")
+    n, ev = val.settings.get("n"), val.settings.get("events")
+    if n is not None and (int(n) != n_subjects or (ev is not None and int(ev) != n_events)):
+        val.warnings.append(f"the stored cross-validation has {n} subjects and {ev} events, this study {n_subjects} "
+                            f"and {n_events}: it was run on other data")
 
 
 def compute_cv(estimator: Any, X: Any, y: Any, *, n_splits: int = 5, n_repeats: int = 5, risk_groups: int = 3,
