@@ -146,3 +146,21 @@ def test_summary_pools_each_subjects_steps():
     assert summary.loc["face", "n_subjects"] == 2
     assert summary.loc["face", "enrichment"] == pytest.approx(3.0)
     assert summary.attrs["status_counts"] == {"ok": 2, "no_face": 1}
+
+
+def test_cohort_with_known_landmarks_gives_ok_rows(cohort, aligned, tiny_G):
+    """The ok path of the cohort table: landmarks given for the 32 px frames (the astronaut's,
+    scaled from 256 px), so shares are computed on the generator's real edits."""
+    ctx, _ = cohort
+    pts, _, _ = detect_aligned_landmarks(aligned)
+    small = (pts + 0.5) * (32 / 256) - 0.5
+    table = cohort_regions(ctx, ["P001", "P002"], steps=[-2, 0, 2], G=tiny_G, landmarks={"P001": small})
+    p1 = table[table.subject_id == "P001"]
+    assert (p1.status == "ok").all() and len(p1) == 2
+    shares = p1[[f"share_{r}" for r in REGIONS]].sum(axis=1)
+    assert np.allclose(shares, 1.0) and (p1.total_energy > 0).all()
+    assert (table.loc[table.subject_id == "P002", "status"] == "no_face").all()
+    summary = summarize_regions(table)
+    assert summary.attrs["status_counts"] == {"ok": 1, "no_face": 1}
+    assert (summary["n_subjects"] == 1).all()
+    assert summary["mean_area_share"].sum() == pytest.approx(1.0)
