@@ -42,6 +42,7 @@ from facefeat.inversion.metrics import image_mse, psnr_from_mse, to_target
 log = logging.getLogger(__name__)
 
 SPACES = ("w", "wplus")
+NOISE_INITS = ("random", "const")
 
 #: NVIDIA stylegan2-ada-pytorch ``projector.project`` defaults (its loss is a VGG16 LPIPS-like
 #: distance; with ``loss="mse"`` this is "NVIDIA's schedule with an MSE loss").
@@ -248,6 +249,7 @@ def project(
     noise_ramp_length: float = 0.75,
     regularize_noise_weight: float = 1e5,
     optimize_noise: bool = True,
+    noise_init: str = "random",
     loss: str = "mse",
     perceptual=None,
     mse_weight: float = 1.0,
@@ -294,8 +296,13 @@ def project(
     regularize_noise_weight : float
         Weight of :func:`~facefeat.inversion.losses.noise_regularization`.
     optimize_noise : bool, default True
-        Optimise per-image noise maps (initialised N(0, 1) from the image's seed). False: use
-        the generator's stored (``"const"``) noise and optimise only the latent.
+        Optimise per-image noise maps (initialised as ``noise_init`` says). False: use the
+        generator's stored (``"const"``) noise and optimise only the latent.
+    noise_init : {"random", "const"}, default "random"
+        Start of the optimised noise maps: N(0, 1) from the image's seed (NVIDIA), or the
+        generator's stored noise buffers, so that step 0 renders exactly what
+        ``noise_mode="const"`` renders -- the right start for latents from an encoder trained
+        with the stored noise (hybrid inversion): the start keeps its reconstruction.
     loss : {"mse", "lpips", "mse+lpips"}
         Image distance; LPIPS needs ``perceptual``.
     perceptual : facefeat.inversion.perceptual.LPIPS, optional
@@ -354,6 +361,8 @@ def project(
         raise ConfigError(f"early_stop_patience must be >= 1 or None, got {early_stop_patience}")
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if noise_init not in NOISE_INITS:
+        raise ConfigError(f"noise_init must be one of {NOISE_INITS}, got {noise_init!r}")
     G_device = G.w_avg.device
     device = torch.device(device) if device is not None else G_device
     if device != G_device and not (device.type == G_device.type and device.index in (None, G_device.index)):
@@ -384,13 +393,15 @@ def project(
         "early_stop_patience": early_stop_patience, "early_stop_min_delta": early_stop_min_delta,
         "early_stop_start": early_stop_start, "wplus_start": wplus_start if space == "wplus" else None, "betas": list(betas), "eps": eps, "optimizer": "adam",
         "batch_invariant": batch_invariant,
-        "noise_init": "N(0,1) per map from the image's seed" if optimize_noise else "generator const buffers",
+        "noise_init": (("N(0,1) per map from the image's seed" if noise_init == "random" else
+                        "generator const buffers, then optimised") if optimize_noise else "generator const buffers"),
     }
     step_kw = dict(space=space, num_steps=num_steps, w_avg=w_avg, w_std=w_std,
                    initial_learning_rate=initial_learning_rate, initial_noise_factor=initial_noise_factor,
                    lr_rampdown_length=lr_rampdown_length, lr_rampup_length=lr_rampup_length,
                    noise_ramp_length=noise_ramp_length, regularize_noise_weight=regularize_noise_weight,
-                   optimize_noise=optimize_noise, loss=loss, perceptual=perceptual, mse_weight=mse_weight,
+                   optimize_noise=optimize_noise, noise_init=noise_init, loss=loss, perceptual=perceptual,
+                   mse_weight=mse_weight,
                    lpips_weight=lpips_weight, early_stop_patience=early_stop_patience,
                    early_stop_min_delta=early_stop_min_delta, early_stop_start=early_stop_start, wplus_start=wplus_start, betas=betas,
                    eps=eps, batch_invariant=batch_invariant, return_images=return_images, return_noises=return_noises,
@@ -418,6 +429,16 @@ def project(
         noises=noises, loss=cat("loss"), mse=cat("mse"), psnr=psnr_from_mse(cat("mse")), lpips=cat("lpips"),
         steps=cat("steps"), loss_history=cat("loss_history"), mse_history=cat("mse_history"),
         latent_history=cat("latent_history"), images=cat("images"), seconds=seconds, params=params)
+
+
+def const_noises(G) -> list[torch.Tensor]:
+    """The generator's stored noise buffers ``[1, 1, r, r]`` in ``G.synthesis.noise_shapes()`` order."""
+    out = []
+    for res in G.synthesis.block_resolutions:
+        block = getattr(G.synthesis, f"b{res}")
+        for conv in (["conv1"] if res == 4 else ["conv0", "conv1"]):
+            out.append(getattr(block, conv).noise_const.detach().reshape(1, 1, res, res))
+    return out
 
 
 def _synthesize(G, latents: torch.Tensor, noises: list[torch.Tensor] | None) -> torch.Tensor:
@@ -452,7 +473,7 @@ def _loss_and_grads(G, objective: ImageLoss, lat: torch.Tensor, nz: list[torch.T
 def _project_batch(G, target: torch.Tensor, init: torch.Tensor, seeds: list[int], device: torch.device, *,
                    space, num_steps, w_avg, w_std, initial_learning_rate, initial_noise_factor,
                    lr_rampdown_length, lr_rampup_length, noise_ramp_length, regularize_noise_weight,
-                   optimize_noise, loss, perceptual, mse_weight, lpips_weight, early_stop_patience,
+                   optimize_noise, noise_init, loss, perceptual, mse_weight, lpips_weight, early_stop_patience,
                    early_stop_min_delta, early_stop_start, wplus_start, betas, eps, batch_invariant, return_images,
                    return_noises, trajectory_every, callback) -> dict[str, Any]:
     b = target.shape[0]
@@ -464,7 +485,9 @@ def _project_batch(G, target: torch.Tensor, init: torch.Tensor, seeds: list[int]
     rows = latents.shape[1]
     out_rows = G.num_ws if space == "wplus" else 1
     noises: list[torch.Tensor] | None = None
-    if optimize_noise:
+    if optimize_noise and noise_init == "const":
+        noises = [n.to(device).expand(b, -1, -1, -1).clone() for n in const_noises(G)]
+    elif optimize_noise:
         shapes = G.synthesis.noise_shapes()
         noises = [torch.cat([torch.randn(1, 1, *shape, generator=g) for g in gens]).to(device) if b else
                   torch.zeros(0, 1, *shape, device=device) for shape in shapes]

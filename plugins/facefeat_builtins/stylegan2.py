@@ -90,6 +90,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                        "near the optimum wants smaller steps than NVIDIA's 0.1)", exclusiveMinimum=0),
         "encoder_noise_factor": _prop("number", 0.0, "init=encoder: replaces initial_noise_factor (exploration "
                                       "noise would throw the encoder's start away)", minimum=0),
+        "encoder_noise_init": {"enum": ["const", "random"], "default": "const",
+                               "description": "init=encoder: start of the optimised noise maps; const = the "
+                                              "generator's stored noise, so step 0 renders the encoder's own "
+                                              "reconstruction (w_avg init always starts from random maps, NVIDIA)"},
         "w_avg_samples": _prop("integer", 10000, "z samples for the mean w and its spread", minimum=1),
         "w_avg_seed": _prop("integer", 123, "seed of those z samples (NVIDIA's projector: 123)"),
         "initial_learning_rate": _prop("number", 0.1, "Adam learning rate after the ramp-up", exclusiveMinimum=0),
@@ -403,7 +407,8 @@ class StyleGAN2Extractor(Extractor):
         init = self.initial_latents(batch)
         kw = {k: c[k] for k in _PROJECT_KEYS}
         if c["init"] == "encoder":
-            kw.update(initial_learning_rate=c["encoder_learning_rate"], initial_noise_factor=c["encoder_noise_factor"])
+            kw.update(initial_learning_rate=c["encoder_learning_rate"], initial_noise_factor=c["encoder_noise_factor"],
+                      noise_init=c["encoder_noise_init"])
         result = project(
             self._G, target, num_steps=c["steps"], perceptual=self._lpips, batch_size=c["batch_size"],
             seed=[image_seed(c["seed"], f.image_id) for f in batch], device=self._device,

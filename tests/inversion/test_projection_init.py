@@ -51,3 +51,20 @@ def test_space_w_needs_one_w_per_image(G_display, display_stats):
     r = project(G_display, target, init=ws.mean(1, keepdim=True), space="w", num_steps=0,
                 w_stats_cache=display_stats)
     assert torch.equal(r.latents, ws.mean(1, keepdim=True))
+
+
+def test_const_noise_init_starts_at_the_const_rendering(G_display, display_stats):
+    """noise_init='const': optimised noise maps start at the generator's stored noise, so zero
+    steps reproduce the noise_mode='const' rendering of the start (an encoder's reconstruction)."""
+    from facefeat.inversion.metrics import image_mse
+
+    ws, target = render_targets(G_display, 2, seed=7, mix_at=4)
+    init = ws + 0.3 * torch.randn(ws.shape, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = image_mse(G_display.synthesis(init, noise_mode="const"), target)
+    r = project(G_display, target, init=init, num_steps=0, noise_init="const", w_stats_cache=display_stats)
+    assert torch.equal(r.mse, ref) and r.noises is not None
+    rand = project(G_display, target, init=init, num_steps=0, w_stats_cache=display_stats)
+    assert not torch.equal(rand.mse, ref)  # random maps: another image (the fixture has strong noise)
+    with pytest.raises(ConfigError, match="noise_init"):
+        project(G_display, target, noise_init="zeros", num_steps=0, w_stats_cache=display_stats)

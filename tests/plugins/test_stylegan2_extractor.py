@@ -238,9 +238,11 @@ def test_hybrid_passes_the_codes_and_its_schedule_to_project(e4e_files, monkeypa
     ext.extract(_faces(2))
     assert torch.is_tensor(seen["init"]) and tuple(seen["init"].shape) == (2, 8, 512)
     assert seen["initial_learning_rate"] == 0.02 and seen["initial_noise_factor"] == 0.0
+    assert seen["noise_init"] == "const"
+    seen.clear()
     plain = _create({"checkpoint": str(e4e_files["generator"]), "steps": 1, "w_avg_samples": 1000})
     plain.extract(_faces(1, sizes=(32,)))
-    assert seen["init"] == "w_avg" and seen["initial_learning_rate"] == 0.1
+    assert seen["init"] == "w_avg" and seen["initial_learning_rate"] == 0.1 and "noise_init" not in seen
 
 
 def test_hybrid_changes_the_fingerprint(e4e_files):
