@@ -21,6 +21,9 @@ from facefeat.report import html as h
 from facefeat.report.figures import array_png, figure_png
 from facefeat.report.study import Study
 
+__all__ = ["ExplainParts", "absent_reason", "check_generator", "check_subjects", "default_subjects",
+           "explain_parts", "latent_columns"]
+
 log = logging.getLogger("facefeat.report")
 
 LINEAR = ("coxph", "coxnet")
@@ -159,6 +162,7 @@ def explain_parts(study: Study, val: Any, *, subjects: Sequence[str] | None, ste
     ok_subjects = [s for s in map(str, study.dataset.X.index)]
     chosen = list(subjects) if subjects else default_subjects(val.oof, ok_subjects, n_subjects)
     results, failed = [], []
+    log.info("rendering edits of %d subject(s) with %s", len(chosen), spec.get("checkpoint"))
     for s in chosen:
         try:
             results.append(edit.edit_subject(ctx, s, direction, steps, G=G))
@@ -239,6 +243,7 @@ def _regions_section(study: Study, ctx: Any, direction: Any, val: Any, steps: Se
 
     edit_steps = sorted({min(steps), 0.0, max(steps)})
     subjects = default_subjects(val.oof, list(map(str, study.dataset.X.index)), n_subjects)
+    log.info("measuring where the edits change the image for %d subject(s)", len(subjects))
     try:
         table = regions.cohort_regions(ctx, subjects, direction, edit_steps, G=G)
     except FacefeatError as exc:
@@ -279,7 +284,3 @@ def _regions_section(study: Study, ctx: Any, direction: Any, val: Any, steps: Se
                          "message"]].copy()
     body.append(h.details(f"Per subject and step ({len(per_subject)} rows)", h.table(per_subject, digits=3)))
     return h.Section(REGIONS_ID, REGIONS_TITLE, "".join(body))
-
-
-__all__ = ["ExplainParts", "absent_reason", "check_generator", "check_subjects", "default_subjects",
-           "explain_parts", "latent_columns", "figure_png"]

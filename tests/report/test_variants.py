@@ -121,3 +121,25 @@ def test_stored_cross_validation_of_another_model_is_flagged(tmp_path, study):
     assert val.count('class="note warning"') == 2
     assert "of model &#x27;rsf&#x27;" in val and "40 subjects and 20 events" in val
     assert "holds no calibration tables" in _section(text, "calibration")  # nothing stored, said so
+
+
+@pytest.mark.slow
+def test_report_of_a_simulated_study(tmp_path):
+    """End to end: 'facefeat simulate' writes a complete study (features, clinical.csv, model/);
+    'facefeat report' renders it."""
+    pytest.importorskip("facefeat.simulate.cli", reason="facefeat simulate is not part of this installation")
+    from facefeat.cli import main
+
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--n", "60", "--steps", "10", "--effect", "1.0", "--folds", "3", "--repeats", "1",
+                 "-o", str(sim)]) == 0
+    out = tmp_path / "report.html"
+    assert main(["report", str(sim / "features"), str(sim / "model"), "-o", str(out), "--cv-folds", "3",
+                 "--cv-repeats", "1", "--region-subjects", "2", "--edit-subjects", "2"]) == 0
+    text = out.read_text(encoding="utf-8")
+    for sid in ("cohort", "features", "validation", "km", "calibration", "edits", "regions", "provenance"):
+        assert f'<section id="{sid}">' in text
+    assert "stylegan2__latent" in _section(text, "features")
+    assert _section(text, "edits").count("data:image/png;base64,") == 2
+    assert "generator.safetensors" in _section(text, "edits")  # the generator recorded by simulate
+    assert "http://" not in text and "https://" not in text
