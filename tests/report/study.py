@@ -37,7 +37,8 @@ def write_latent_run(run: Path, ids: list[str], latents: np.ndarray, status: lis
         "facefeat_version": "0.1.0", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "extractor": {"name": extractor, "version": "1.0.0", "config": {"checkpoint": checkpoint, "space": "w", "steps": 50},
                       "plugin": "facefeat_builtins.stylegan2", "distribution": "facefeat", "distribution_version": "0.1.0"},
-        "models_sha256": {"generator": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()},
+        "models_sha256": {"generator": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+                          if Path(checkpoint).is_file() else None},
         "preprocessing": {"face": {"detector": "hog"}, "align": {"sizes": [32]}},
         "input": {"source": "photos/", "manifest_sha256": hashlib.sha256("".join(ids).encode()).hexdigest(),
                   "n_images": n, "duplicates": []},
@@ -66,7 +67,7 @@ def write_latent_run(run: Path, ids: list[str], latents: np.ndarray, status: lis
 
 def make_study(root: Path, *, n: int = 90, seed: int = 0, model: str = "coxph", params=("alpha=1.0",),
                with_age: bool = True, extractor: str = "stylegan2", column: str = "latent",
-               covariates: str = "none", fusion: str = "early") -> dict[str, Path]:
+               covariates: str = "none", fusion: str = "early", checkpoint: str = str(GENERATOR)) -> dict[str, Path]:
     """Build the study under ``root``: ``run/``, ``clinical.csv``, ``model/``.
 
     Subjects P000..; one has an id full of HTML metacharacters; three images failed
@@ -86,7 +87,7 @@ def make_study(root: Path, *, n: int = 90, seed: int = 0, model: str = "coxph", 
     status = ["ok"] * n
     status[7], status[11], status[13] = "no_face", "unreadable", "multiple_faces"
     run = root / "run"
-    write_latent_run(run, ids, w, status, extractor=extractor, column=column)
+    write_latent_run(run, ids, w, status, extractor=extractor, column=column, checkpoint=checkpoint)
     # survival planted along a random unit direction of standardised W
     direction = rng.standard_normal(w.shape[1])
     direction /= np.linalg.norm(direction)

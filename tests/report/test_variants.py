@@ -143,3 +143,16 @@ def test_report_of_a_simulated_study(tmp_path):
     assert _section(text, "edits").count("data:image/png;base64,") == 2
     assert "generator.safetensors" in _section(text, "edits")  # the generator recorded by simulate
     assert "http://" not in text and "https://" not in text
+
+
+@pytest.mark.slow
+def test_generator_not_on_this_machine(tmp_path):
+    """The checkpoint recorded by the extraction is elsewhere: a note says so; --generator fixes it."""
+    from tests.report.study import GENERATOR
+
+    s = make_study(tmp_path, n=50, checkpoint="/elsewhere/ffhq-finetuned.pkl")
+    text = build_report(s["run"], s["model"], **FAST)
+    why = _absent(text, "edits")
+    assert "/elsewhere/ffhq-finetuned.pkl" in why and "--generator" in why
+    text = build_report(s["run"], s["model"], generator=GENERATOR, **FAST)
+    assert _section(text, "edits").count("data:image/png;base64,") == 2
