@@ -13,7 +13,6 @@ latents, so a Cox model with scaling and PCA can recover it. Models are fitted w
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
