@@ -25,13 +25,14 @@ MAX_LISTED_FAILURES = 50
 # -- cohort ----------------------------------------------------------------------------------------
 
 def image_status(study: Study) -> pd.DataFrame:
-    """One row per image of the run: image_id, subject_id, and its status in every table
-    (``ok`` only where every table says ok, else the first non-ok status)."""
+    """One row per image of the run: image_id, subject_id, and its status in every table the
+    model uses (``ok`` only where every one says ok, else the first non-ok status)."""
     merged = None
-    for t in study.tables:
+    tables = study.model_tables
+    for t in tables:
         k = t.keys[["image_id", "subject_id", "status"]].rename(columns={"status": f"status__{t.name}"})
         merged = k if merged is None else merged.merge(k, on=["image_id", "subject_id"], how="outer")
-    cols = [f"status__{t.name}" for t in study.tables]
+    cols = [f"status__{t.name}" for t in tables]
 
     def overall(row):
         for c in cols:
@@ -56,7 +57,7 @@ def cohort_section(study: Study) -> h.Section:
 
     body = [h.cards([
         ("subjects analysed", len(analysed)), ("events", events), ("censored", len(analysed) - events),
-        ("images in the run", len(images)), ("images usable (ok in every table)", int((images["status"] == "ok").sum())),
+        ("images in the run", len(images)), ("images usable (ok in the model's tables)", int((images["status"] == "ok").sum())),
         ("images failed", int((images["status"] != "ok").sum())),
     ])]
     rows = []
@@ -68,6 +69,10 @@ def cohort_section(study: Study) -> h.Section:
         rows.append(row)
     body.append(h.table(rows, ["table", "images", "subjects", *statuses, *extra, "not ok"],
                         caption="Images per extractor table and status (from 'facefeat inspect')"))
+    unused = [t.name for t in study.tables if t not in study.model_tables]
+    if unused:
+        body.append(h.para(f"The model does not use the table(s) {', '.join(unused)}; an image is usable when it is "
+                           f"ok in {', '.join(t.name for t in study.model_tables)}.", muted=True))
 
     time = ds.y["time"]
     flow = [

@@ -66,6 +66,13 @@ class Study:
     def settings(self) -> dict[str, Any]:
         return self.meta.get("settings") or {}
 
+    @property
+    def model_tables(self) -> list[RunTable]:
+        """The run's tables the model was fitted on (an image is usable when ok in all of them)."""
+        names = {ft.get("file") for ft in (self.meta.get("schema") or {}).get("feature_tables") or []}
+        used = [t for t in self.tables if t.path.name in names]
+        return used or self.tables
+
 
 def inspect_run(run_dir: str | Path) -> list[dict]:
     """Per-table summaries of a run folder, exactly as ``facefeat inspect --json`` gives them.
@@ -196,8 +203,15 @@ def load_study(run_dir: str | Path, model_dir: str | Path, *, clinical: str | Pa
     clin = read_clinical(clinical_path, sep=sep, decimal=decimal, text_columns=[id_col])
     check_clinical_columns(clinical_path, [str(c) for c in clin.columns], settings)
     covs = list(settings.get("covariates_used") or []) or "none"
+    # only the tables the model was fitted on: a run may hold more extractors than the model uses
+    names = [ft.get("file") for ft in meta["schema"].get("feature_tables") or [] if ft.get("file")]
+    missing = [n for n in names if not (run_dir / n).is_file()]
+    if missing:
+        raise InputError(f"RUN_DIR {run_dir} lacks the feature table(s) {missing} that MODEL_DIR {model_dir} was "
+                         f"fitted on (it has {[t.path.name for t in tables]}); pass the run folder the model was "
+                         "fitted on")
     ds = load_survival_data(
-        clinical=clinical_path, features=run_dir, id_column=id_col, time=settings.get("time") or "time",
+        clinical=clinical_path, features=[run_dir / n for n in names] if names else run_dir, id_column=id_col, time=settings.get("time") or "time",
         event=settings.get("event") or "event", covariates=covs, categorical=settings.get("categorical"),
         aggregate=settings.get("aggregate") or "mean", image_order=settings.get("image_order"), unmatched="drop",
         block_per_extractor=bool(settings.get("block_per_extractor")), sep=sep, decimal=decimal,

@@ -156,3 +156,38 @@ def test_generator_not_on_this_machine(tmp_path):
     assert "/elsewhere/ffhq-finetuned.pkl" in why and "--generator" in why
     text = build_report(s["run"], s["model"], generator=GENERATOR, **FAST)
     assert _section(text, "edits").count("data:image/png;base64,") == 2
+
+
+def test_run_with_a_table_the_model_does_not_use(study, tmp_path):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from tests.report.study import write_latent_run
+
+    run = tmp_path / "run"
+    shutil.copytree(study["run"], run)
+    keys = pq.read_table(run / "stylegan2.parquet", columns=["subject_id", "status"]).to_pandas()
+    status = keys["status"].tolist()
+    status[0] = "no_face"  # a failure in a table the model does not read must not drop the subject
+    write_latent_run(run, keys["subject_id"].tolist(), np.zeros((len(keys), 4), "float32"), status,
+                     extractor="landmarks", column="geometry")
+    text = build_report(run, study["model"], **FAST)
+    cohort = _section(text, "cohort")
+    assert "The model does not use the table(s) landmarks" in cohort
+    row = re.search(r"<tr><td>landmarks</td>(.*?)</tr>", cohort).group(1)
+    assert re.findall(r'<td class="num">(\d+)</td>', row)[:4] == ["90", "90", "86", "2"]  # images, subjects, ok, no_face
+    assert re.search(r"<th>subjects analysed \(usable photo and clinical row\)</th><td>87</td>", cohort)
+    assert "Tables in RUN_DIR that the model does not use: landmarks.parquet" in _section(text, "features")
+
+
+def test_run_without_the_model_table(study, tmp_path):
+    import numpy as np
+
+    from facefeat.errors import InputError
+    from tests.report.study import write_latent_run
+
+    run = tmp_path / "run"
+    write_latent_run(run, ["A", "B"], np.zeros((2, 4), "float32"), ["ok", "ok"], extractor="landmarks",
+                     column="geometry")
+    with pytest.raises(InputError, match=r"lacks the feature table\(s\) \['stylegan2.parquet'\].*run folder"):
+        build_report(run, study["model"])
