@@ -14,6 +14,8 @@ Public API (imported lazily, so ``facefeat --help`` does not load torch)
 - :func:`evaluate_generator`, :func:`kernel_distance`, :func:`frechet_distance`,
   :class:`DlibFaceDescriptor`, :func:`projection_quality` -- quality metrics (``metrics``).
 - :class:`NonFiniteError` -- a run diverged.
+- :func:`train_encoder`, :class:`EncoderTrainer`, :class:`EncoderTrainingConfig` -- an e4e
+  encoder for a (fine-tuned) generator (``encoder``; ``facefeat train encoder``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ _EXPORTS = {
     "TrainingImages": "data", "load_training_images": "data", "InfiniteSampler": "data",
     "evaluate_generator": "metrics", "kernel_distance": "metrics", "frechet_distance": "metrics",
     "DlibFaceDescriptor": "metrics", "projection_quality": "metrics", "load_feature_network": "metrics",
+    "train_encoder": "encoder", "EncoderTrainer": "encoder", "EncoderTrainingConfig": "encoder",
 }
 
 __all__ = sorted(_EXPORTS)
