@@ -18,10 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facefeat.errors import InputError
+from facefeat.errors import DataError, InputError
 
 #: Where a stored cross-validation (``facefeat evaluate --out ...``) is looked for, in MODEL_DIR.
 STORED_CV_DIRS = ("cv", "evaluate", ".")
+
+#: Fewest subjects in a test fold when the report cross-validates (smaller folds leave metrics undefined).
+MIN_TEST_FOLD = 5
 
 METRIC_LABELS = {
     "c_index": "Harrell's C-index",
@@ -129,13 +132,25 @@ def compute_cv(estimator: Any, X: Any, y: Any, *, n_splits: int = 5, n_repeats: 
 
     from facefeat.survival.validation import cross_validate
 
-    n_ev = int(np.asarray(y["event"]).sum())
-    n_splits_used = max(2, min(n_splits, n_ev))
-    res = cross_validate(clone(estimator), X, y, n_splits=n_splits_used, n_repeats=n_repeats, risk_groups=risk_groups,
-                         random_state=random_state, n_jobs=n_jobs)
+    n, n_ev = len(y), int(np.asarray(y["event"]).sum())
+    # every test fold needs an event and a few subjects for the metrics to be defined
+    n_splits_used = min(n_splits, n_ev, n // MIN_TEST_FOLD)
+    if n_splits_used < 2:
+        raise DataError(f"only {n} subjects with {n_ev} events: too few to cross-validate (2 folds need at least "
+                        f"2 events and {2 * MIN_TEST_FOLD} subjects); the report shows cross-validated performance "
+                        "only. Add subjects, or store a cross-validation made elsewhere in MODEL_DIR/cv/ "
+                        "('facefeat evaluate ... --out MODEL_DIR/cv')")
+    try:
+        res = cross_validate(clone(estimator), X, y, n_splits=n_splits_used, n_repeats=n_repeats,
+                             risk_groups=risk_groups, random_state=random_state, n_jobs=n_jobs)
+    except ValueError as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"cross-validation of the model on {n} subjects ({n_ev} events, {n_splits_used} folds) "
+                        f"failed: {exc}. With few subjects use fewer folds (--cv-folds) or add subjects") from exc
     notes = list(dict.fromkeys(res.notes))
     if n_splits_used != n_splits:
-        notes.insert(0, f"{n_splits_used} folds instead of {n_splits}: only {n_ev} events")
+        notes.insert(0, f"{n_splits_used} folds instead of {n_splits}: only {n} subjects and {n_ev} events")
     source = (f"computed now: {n_repeats} x {n_splits_used}-fold cross-validation (stratified on the event, seed "
               f"{random_state}) of the saved model's specification ({type(estimator).__name__} with the same "
               "parameters), refitted inside every training fold by facefeat.survival.cross_validate; "

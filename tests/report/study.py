@@ -85,7 +85,9 @@ def make_study(root: Path, *, n: int = 90, seed: int = 0, model: str = "coxph", 
     ids = [f"P{i:03d}" for i in range(n)]
     ids[5] = NASTY_ID
     status = ["ok"] * n
-    status[7], status[11], status[13] = "no_face", "unreadable", "multiple_faces"
+    for i, st in ((7, "no_face"), (11, "unreadable"), (13, "multiple_faces")):
+        if i < n:
+            status[i] = st
     run = root / "run"
     write_latent_run(run, ids, w, status, extractor=extractor, column=column, checkpoint=checkpoint)
     # survival planted along a random unit direction of standardised W

@@ -102,3 +102,11 @@ def test_cli_help_has_an_example(capsys):
         main(["report", "--help"])
     out = capsys.readouterr().out
     assert "facefeat report runs/r1 models/m1 -o report.html" in out and "--edit-steps=-3..3" in out
+
+
+def test_too_few_subjects_to_cross_validate(tmp_path):
+    from tests.report.study import make_study
+
+    s = make_study(tmp_path, n=9, params=("alpha=10.0",))
+    with pytest.raises(DataError, match=r"too few to cross-validate.*MODEL_DIR/cv"):
+        build_report(s["run"], s["model"])
