@@ -19,6 +19,14 @@ Knowing the resolution without loading weights
 
 The header check also rejects, before any image is processed, a file that is not a StyleGAN2
 generator, a truncated file, and a generator whose resolution the extractor does not support.
+
+Hybrid inversion
+----------------
+``init: encoder`` starts each image's projection at the codes of the e4e encoder
+``init_encoder`` (read from its own aligned crop size), with the ``encoder_*`` schedule
+settings (smaller learning rate, no latent exploration noise, noise maps starting at the
+generator's stored noise); see ``docs/features/stylegan2.md``. The encoder's header is checked
+against the generator's (style count, code width, ``latent_avg``) before any image.
 """
 
 from __future__ import annotations
