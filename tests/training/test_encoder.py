@@ -211,27 +211,58 @@ def test_final_checkpoint_loads_with_load_e4e_and_gives_the_same_codes(runs, G):
     assert not any(k.startswith("decoder.") for k in raw["state_dict"])
 
 
+def _lpips_files(d):
+    """LPIPS weight files in the official formats with random values (VGG16 convs + linear heads)."""
+    g = torch.Generator().manual_seed(0)
+    vgg, cin = {}, 3
+    for idx, cout in zip((0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
+                         (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)):
+        vgg[f"features.{idx}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * (2.0 / (9 * cin)) ** 0.5
+        vgg[f"features.{idx}.bias"] = torch.zeros(cout)
+        cin = cout
+    lin = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for i, c in enumerate((64, 128, 256, 512, 512))}
+    torch.save(vgg, d / "vgg16.pth")
+    torch.save(lin, d / "vgg.pth")
+    return d / "vgg16.pth", d / "vgg.pth"
+
+
 @pytest.mark.slow
-def test_decoder_is_exported_in_rosinality_layout(tmp_path):
-    """A generator with z_dim = w_dim (rosinality's only kind) goes into decoder.* and loads back."""
+def test_decoder_export_and_lpips(tmp_path):
+    """A generator with z_dim = w_dim (rosinality's only kind) goes into decoder.* and loads back;
+    LPIPS from weight files joins the loss, and a resume must use it too."""
     from facefeat.models.e4e import load_e4e
     from facefeat.models.stylegan2.layouts import generator_from_state_dict
 
     G = toy_generator(z_dim=512, seed=1)
-    res = train_encoder(G, out=tmp_path / "r", config=_small(steps=1, holdout=0, mirror=False, eval_every=0,
-                                                             sample_every=0, n_eval=2),
-                        progress=False)
+    cfg = _small(steps=1, holdout=0, mirror=False, eval_every=0, sample_every=0, n_eval=2)
+    lp = _lpips_files(tmp_path)
+    res = train_encoder(G, out=tmp_path / "r", config=cfg, lpips=lp, progress=False)
     ck = load_e4e(res.final, num_ws=G.num_ws, decoder_loader=generator_from_state_dict)
     ws = G.mapping(torch.randn(2, 512, generator=torch.Generator().manual_seed(0)))
     assert torch.equal(ck.decoder.synthesis(ws), G.synthesis(ws))
+    assert ck.opts["lpips_lambda"] == 0.8 and ck.opts["decoder"] == "rosinality-layout generator"
+    step = _records(tmp_path / "r", "step")[0]
+    assert step["loss/lpips"] > 0
+    assert step["loss/total"] == pytest.approx(step["loss/pixel"] + 0.8 * step["loss/lpips"]
+                                               + step["loss/latent"] + 2e-4 * step["loss/delta"], rel=1e-5)
+    with pytest.raises(ConfigError, match="with LPIPS"):
+        train_encoder(G, out=tmp_path / "r", config=cfg.replace(steps=2), resume=True, progress=False)
 
 
 @pytest.mark.slow
-def test_cli_synthetic_smoke(tmp_path, g_file, capsys):
+def test_cli_smoke(tmp_path, g_file, faces32, capsys):
+    """--synthetic and --images together through the CLI; --resume finds the run's generator and images."""
+    import PIL.Image
+
     from facefeat.cli import main
 
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for i, f in enumerate(faces32[:6]):
+        PIL.Image.fromarray(f).save(crops / f"{i:02d}.png")
     out = tmp_path / "enc"
-    argv = ["train", "encoder", "--generator", str(g_file), "--synthetic", "20", "--steps", "2", "--batch-size", "2",
+    argv = ["train", "encoder", "--generator", str(g_file), "--synthetic", "20", "--images", str(crops),
+            "--holdout", "2", "--steps", "2", "--batch-size", "2",
             "--n-eval", "2", "--eval-every", "1", "--save-every", "1", "--keep-snapshots", "1", "--out", str(out),
             "--no-progress", "--seed", "3"]
     assert main(argv) == 0
@@ -241,6 +272,8 @@ def test_cli_synthetic_smoke(tmp_path, g_file, capsys):
     assert sorted(p.name for p in out.glob("encoder-snapshot-*")) == ["encoder-snapshot-0000002.pt"]
     opts = json.loads((out / "training_options.json").read_text())
     assert opts["generator"]["source"] == str(g_file) and opts["input_size"] == 32
+    assert opts["batch"] == {"synthetic": 1, "real": 1} and opts["data"]["n_images"] == 4
+    assert "real" in _records(out, "eval")[-1]
     # a longer resume through the CLI; changing a non-resumable setting is refused
     assert main(["train", "encoder", "--resume", "--out", str(out), "--steps", "3", "--no-progress"]) == 0
     assert [r["step"] for r in _records(out, "step")] == [1, 2, 3]
