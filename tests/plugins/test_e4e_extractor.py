@@ -194,3 +194,13 @@ def test_engine_end_to_end(engine_run, e4e_files):
     assert prov["models_sha256"]["encoder"] == sha256_file(e4e_files["encoder"])
     assert {"encoder", "generator", "batch_size", "network"} <= set(prov["extractor"]["config"])
     assert prov["preprocessing"]["aligned_sizes"] == [32, 64]
+
+
+def test_rosinality_export_refuses_what_the_layout_cannot_hold():
+    from facefeat.models.e4e import rosinality_decoder_state_dict
+    from facefeat.models.stylegan2 import Generator, GeneratorConfig
+
+    G = Generator(GeneratorConfig.nvidia(32, z_dim=64, w_dim=512, mapping_layers=2, channel_base=64,
+                                         channel_max=8))
+    with pytest.raises(ModelError, match="z_dim == w_dim"):
+        rosinality_decoder_state_dict(G)

@@ -548,19 +548,21 @@ def rosinality_decoder_state_dict(generator: nn.Module) -> dict[str, torch.Tenso
     Raises
     ------
     ModelError
-        For a generator rosinality's layout cannot express (``z_dim != w_dim``, a
-        ``conv_clamp``, float16 layers).
+        For a generator rosinality's layout cannot express (``z_dim != w_dim``, mapping width
+        or learning-rate multiplier other than rosinality's, a ``conv_clamp``, float16 layers).
     """
     from facefeat.models.stylegan2.layouts import generator_entries
     from facefeat.models.stylegan2.ops import make_filter
 
     cfg = generator.config
-    if cfg.z_dim != cfg.w_dim or cfg.conv_clamp is not None or cfg.num_fp16_res:
+    if (cfg.z_dim != cfg.w_dim or cfg.conv_clamp is not None or cfg.num_fp16_res
+            or cfg.mapping_features not in (None, cfg.w_dim) or cfg.mapping_lr_multiplier != 0.01):
         raise ModelError(
             f"this generator cannot be written in rosinality's layout (e4e's decoder): it needs z_dim == w_dim "
-            f"(got {cfg.z_dim}, {cfg.w_dim}), no conv_clamp (got {cfg.conv_clamp}) and no float16 layers "
-            f"(got num_fp16_res={cfg.num_fp16_res}). Save the encoder without a decoder and pass the generator "
-            f"file separately."
+            f"(got {cfg.z_dim}, {cfg.w_dim}), mapping layers of width w_dim (got {cfg.mapping_features}) with "
+            f"lr multiplier 0.01 (got {cfg.mapping_lr_multiplier}), no conv_clamp (got {cfg.conv_clamp}) and no "
+            f"float16 layers (got num_fp16_res={cfg.num_fp16_res}). Save the encoder without a decoder and pass "
+            f"the generator file separately."
         )
     sd = generator.state_dict()
     out: dict[str, torch.Tensor] = {}
