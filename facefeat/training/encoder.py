@@ -100,7 +100,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -379,8 +378,9 @@ def rosinality_state_dict(G) -> dict[str, torch.Tensor] | None:
     filter, conv clamping, fp16 layers).
 
     The inverse of the ``"rosinality"`` key table of :mod:`facefeat.models.stylegan2.layouts`:
-    rosinality's shapes are restored (``[1, O, I, k, k]`` convolutions, ``[1, C, 4, 4]`` constant input, ``[1, 3, 1, 1]`` ToRGB
-    biases, ``[1]`` noise strengths, ``[1, 1, r, r]`` noise maps) and the stored blur/upsample
+    rosinality's shapes are restored (``[1, O, I, k, k]`` convolutions, ``[1, C, 4, 4]``
+    constant input, ``[1, 3, 1, 1]`` ToRGB biases, ``[1]`` noise strengths, ``[1, 1, r, r]``
+    noise maps) and the stored blur/upsample
     kernels are the normalised 2-D filter times 4, as rosinality's ``make_kernel(...) * 4``.
     """
     import re

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 
-import numpy as np
 import pytest
 import torch
 
@@ -220,7 +219,8 @@ def _lpips_files(d):
         vgg[f"features.{idx}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * (2.0 / (9 * cin)) ** 0.5
         vgg[f"features.{idx}.bias"] = torch.zeros(cout)
         cin = cout
-    lin = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for i, c in enumerate((64, 128, 256, 512, 512))}
+    lin = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=g)
+           for i, c in enumerate((64, 128, 256, 512, 512))}
     torch.save(vgg, d / "vgg16.pth")
     torch.save(lin, d / "vgg.pth")
     return d / "vgg16.pth", d / "vgg.pth"
@@ -296,7 +296,8 @@ def test_training_works_measured(tmp_path, G):
     syn = res.last_eval["synthetic"]
     print(f"\nencoder training, toy 32 px generator, {res.step} steps x batch 8 on CPU: "
           f"held-out MSE {syn['mse']:.4f} vs w_avg render {syn['mse_w_avg']:.4f} (ratio {syn['mse_ratio']:.3f}); "
-          f"latent r per dim {syn['latent_r']:.3f} (row 0 {syn['latent_r_w0']:.3f}, pooled {syn['latent_r_pooled']:.3f}); "
+          f"latent r per dim {syn['latent_r']:.3f} (row 0 {syn['latent_r_w0']:.3f}, "
+          f"pooled {syn['latent_r_pooled']:.3f}); "
           f"{res.sec_per_step:.3f} s/step, wall {wall:.0f} s")
     assert syn["mse"] < 0.5 * syn["mse_w_avg"]
     assert syn["latent_r"] > 0.15 and syn["latent_r_pooled"] > 0.15
