@@ -18,26 +18,18 @@ DEFAULT_EDIT_STEPS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
 
 
 def parse_steps(text: str | Sequence[float] | None) -> tuple[float, ...]:
-    """Edit steps from ``"-3..3"`` (integers from -3 to 3), ``"-2,0,2"`` or a sequence of numbers."""
+    """Edit steps as ``facefeat explain edit`` reads them (:func:`facefeat.explain.edit.parse_steps`:
+    ``"-3..3"``, ``"-2..2:0.5"``, ``"-2,0,2"`` or numbers), at most 15."""
     if text is None:
         return DEFAULT_EDIT_STEPS
-    if not isinstance(text, str):
-        steps = tuple(float(s) for s in text)
-    else:
-        t = text.strip()
-        try:
-            if ".." in t:
-                a, b = (float(x) for x in t.split("..", 1))
-                if a > b or a != int(a) or b != int(b):
-                    raise ValueError
-                steps = tuple(float(s) for s in range(int(a), int(b) + 1))
-            else:
-                steps = tuple(float(s) for s in t.split(",") if s.strip())
-        except ValueError:
-            raise ConfigError(f"--edit-steps {text!r}: write a range of whole steps such as -3..3, or numbers "
-                              "such as -2,-1,0,1,2 (use --edit-steps=-3..3 so the minus is not read as an option)") from None
-    if not steps or len(steps) > 15:
-        raise ConfigError(f"--edit-steps {text!r}: give 1 to 15 steps, e.g. -3..3")
+    from facefeat.explain.edit import parse_steps as explain_steps
+
+    try:
+        steps = tuple(float(s) for s in explain_steps(text))
+    except ConfigError as exc:
+        raise ConfigError(f"--edit-steps: {exc} (write --edit-steps=-3..3 so the minus is not read as an option)") from None
+    if len(steps) > 15:
+        raise ConfigError(f"--edit-steps {text!r}: {len(steps)} steps; give at most 15 (e.g. -3..3)")
     return steps
 
 

@@ -14,7 +14,7 @@ REPORT_EPILOG = """\
 examples:
   facefeat report runs/r1 models/m1 -o report.html
   facefeat report runs/r1 models/m1 -o report.html --clinical clinical.csv \\
-      --subjects P017,P042 --edit-steps=-3..3 --generator checkpoints/ffhq-finetuned.pkl
+      --subjects P017,P042 --edit-steps -3..3 --generator checkpoints/ffhq-finetuned.pkl
 
 RUN_DIR is the --out folder of 'facefeat extract', MODEL_DIR the --out folder of 'facefeat fit'.
 The report has: cohort and image status counts, features used, cross-validated C-index (Harrell,
@@ -28,7 +28,7 @@ Cross-validation: when MODEL_DIR/cv/ holds the output of
 (the same model options as 'facefeat fit') it is used; otherwise the model's specification is
 cross-validated now (--cv-folds x --cv-repeats). The report says which.
 
-Write negative steps with '=' (--edit-steps=-3..3) so the minus is not read as an option.
+--edit-steps takes LO..HI (whole steps), LO..HI:STRIDE (-2..2:0.5) or a list (-2,0,2).
 The HTML has no external references (CSS inline, images as base64 PNG) and works offline.
 """
 
@@ -52,17 +52,22 @@ def command_line(args: argparse.Namespace) -> str:
 
 def add_commands(subparsers: Any) -> None:
     """Register ``report``."""
+    from facefeat.explain.cli import _NEGATIVE
+
     p = subparsers.add_parser(
         "report", help="write the study report (one self-contained HTML file)",
         description="Summarise an extraction run and a fitted survival model in one self-contained HTML report.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=REPORT_EPILOG)
+    # as 'facefeat explain edit --steps': '--edit-steps -3..3' is a value, not an option
+    p._negative_number_matcher = _NEGATIVE
     p.add_argument("run_dir", metavar="RUN_DIR", help="output folder of 'facefeat extract'")
     p.add_argument("model_dir", metavar="MODEL_DIR", help="output folder of 'facefeat fit'")
     p.add_argument("-o", "--out", required=True, metavar="HTML", help="report file to write (e.g. report.html)")
     p.add_argument("--clinical", metavar="CSV", help="clinical table (default: the one recorded in MODEL_DIR/model.json)")
     p.add_argument("--subjects", metavar="P1,P2", help="subjects to edit (default: 3 of low, middle, high out-of-fold risk)")
     p.add_argument("--edit-steps", metavar="A..B", default="-3..3",
-                   help="steps along the health direction, +1 = +1 predicted log-hazard (default -3..3; also -2,0,2)")
+                   help="steps along the health direction, +1 = +1 predicted log-hazard (default -3..3; also "
+                        "-2..2:0.5 or -2,0,2)")
     p.add_argument("--generator", metavar="G", help="StyleGAN2 checkpoint to render edits (default: the one recorded "
                                                     "in the latent table's provenance)")
     p.add_argument("--edit-subjects", type=int, default=3, metavar="N", help="subjects edited by default (default 3)")

@@ -20,6 +20,6 @@ def report(study):
 
     out = study["root"] / "report.html"
     rc = main(["report", str(study["run"]), str(study["model"]), "-o", str(out), "--cv-folds", "3",
-               "--cv-repeats", "1", "--region-subjects", "4", "--subjects", f"{NASTY_ID},P001", "--edit-steps=-2..2"])
+               "--cv-repeats", "1", "--region-subjects", "4", "--subjects", f"{NASTY_ID},P001", "--edit-steps", "-2..2"])
     assert rc == 0
     return out.read_text(encoding="utf-8"), out

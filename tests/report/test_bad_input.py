@@ -74,7 +74,7 @@ def test_unknown_subject(study):
         build_report(study["run"], study["model"], subjects="P001,nobody")
 
 
-@pytest.mark.parametrize("steps", ["-3..x", "3..-3", "", "1,2,a"])
+@pytest.mark.parametrize("steps", ["-3..x", "3..-3", "", "1,2,a", "-8..8"])
 def test_bad_edit_steps(study, steps):
     with pytest.raises(ConfigError, match=r"--edit-steps"):
         build_report(study["run"], study["model"], edit_steps=steps)
@@ -101,7 +101,7 @@ def test_cli_help_has_an_example(capsys):
     with pytest.raises(SystemExit):
         main(["report", "--help"])
     out = capsys.readouterr().out
-    assert "facefeat report runs/r1 models/m1 -o report.html" in out and "--edit-steps=-3..3" in out
+    assert "facefeat report runs/r1 models/m1 -o report.html" in out and "--edit-steps -3..3" in out
 
 
 def test_too_few_subjects_to_cross_validate(tmp_path):

@@ -169,7 +169,7 @@ def test_provenance_lists_hashes_versions_and_commands(report, study):
     assert sha256_file(study["run"] / "stylegan2.parquet") in s
     assert sha256_file(study["clinical"]) in s
     assert "settings fingerprint" in s and re.search(r"[0-9a-f]{64}", s)
-    assert "facefeat report" in s and "--edit-steps=-2..2" in s  # this report's command line
+    assert "facefeat report" in s and "--edit-steps=-2..2" in s  # this report's command line (given as '--edit-steps -2..2')
     assert "scikit-survival" in s  # library versions at fit
     assert "stylegan2 1.0.0" in s
 
@@ -193,7 +193,8 @@ def test_settings_fingerprint_is_stable_and_sensitive():
 
 
 @pytest.mark.parametrize("text,expected", [("-3..3", (-3, -2, -1, 0, 1, 2, 3)), ("-1,0,2.5", (-1, 0, 2.5)),
-                                           ("0..0", (0,)), (None, (-3, -2, -1, 0, 1, 2, 3))])
+                                           ("-1..1:0.5", (-1, -0.5, 0, 0.5, 1)), ("0..0", (0,)),
+                                           (None, (-3, -2, -1, 0, 1, 2, 3))])
 def test_parse_steps(text, expected):
     from facefeat.report.build import parse_steps
 
