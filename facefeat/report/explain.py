@@ -280,6 +280,13 @@ def _regions_section(study: Study, ctx: Any, direction: Any, val: Any, steps: Se
     if direction.space == "w":
         body.append(h.para("The model was fitted on W: the same step is added to every W+ layer, so the layer shares "
                            "are equal by construction.", muted=True))
+    else:
+        cols = [str(int(i)) for i in layers["layer"]]
+        rows = [{"": "resolution (px)", **dict(zip(cols, (int(r) for r in layers["resolution"])))},
+                {"": "group", **dict(zip(cols, layers["group"]))},
+                {"": "share of |direction|^2", **dict(zip(cols, (float(v) for v in layers["norm_share"])))}]
+        body.append(h.table(rows, [""] + cols, headers={"": "W+ layer"}, digits=3,
+                            caption="The direction's squared norm per W+ layer"))
     per_subject = table[["subject_id", "step", "status", *[f"share_{r}" for r in REGIONS], "delta_log_hazard",
                          "message"]].copy()
     body.append(h.details(f"Per subject and step ({len(per_subject)} rows)", h.table(per_subject, digits=3)))

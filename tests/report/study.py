@@ -29,7 +29,7 @@ def write_latent_run(run: Path, ids: list[str], latents: np.ndarray, status: lis
     from facefeat.io.tables import ENGINE_DIAG_FIELDS, table_schema, write_parquet_atomic
 
     n = len(ids)
-    shape = [1, latents.shape[1]]
+    shape = [1, latents.shape[1]] if latents.ndim == 2 else list(latents.shape[1:])
     ext_schema = pa.schema([embedding_field(f"{extractor}__{column}", shape, "StyleGAN2 W latent"),
                             pa.field(f"diag__{extractor}__loss", pa.float32())])
     counts = {s: status.count(s) for s in ("ok", "no_face", "multiple_faces", "unreadable", "too_large", "error")}
@@ -67,7 +67,8 @@ def write_latent_run(run: Path, ids: list[str], latents: np.ndarray, status: lis
 
 def make_study(root: Path, *, n: int = 90, seed: int = 0, model: str = "coxph", params=("alpha=1.0",),
                with_age: bool = True, extractor: str = "stylegan2", column: str = "latent",
-               covariates: str = "none", fusion: str = "early", checkpoint: str = str(GENERATOR)) -> dict[str, Path]:
+               covariates: str = "none", fusion: str = "early", checkpoint: str = str(GENERATOR),
+               wplus: bool = False) -> dict[str, Path]:
     """Build the study under ``root``: ``run/``, ``clinical.csv``, ``model/``.
 
     Subjects P000..; one has an id full of HTML metacharacters; three images failed
@@ -81,7 +82,10 @@ def make_study(root: Path, *, n: int = 90, seed: int = 0, model: str = "coxph", 
     G = load_generator(GENERATOR)
     with torch.no_grad():
         z = torch.from_numpy(rng.standard_normal((n, G.z_dim)).astype(np.float32))
-        w = G.mapping(z)[:, 0].numpy()
+        ws = G.mapping(z).numpy()  # [n, num_ws, w_dim], every row the same W
+    w = ws[:, 0]
+    if wplus:  # W+ codes: each layer moved a little on its own, as projection in W+ gives
+        ws = ws + 0.3 * ws.std() * rng.standard_normal(ws.shape).astype(np.float32)
     ids = [f"P{i:03d}" for i in range(n)]
     ids[5] = NASTY_ID
     status = ["ok"] * n
@@ -89,7 +93,7 @@ def make_study(root: Path, *, n: int = 90, seed: int = 0, model: str = "coxph", 
         if i < n:
             status[i] = st
     run = root / "run"
-    write_latent_run(run, ids, w, status, extractor=extractor, column=column, checkpoint=checkpoint)
+    write_latent_run(run, ids, ws if wplus else w, status, extractor=extractor, column=column, checkpoint=checkpoint)
     # survival planted along a random unit direction of standardised W
     direction = rng.standard_normal(w.shape[1])
     direction /= np.linalg.norm(direction)

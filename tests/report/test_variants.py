@@ -191,3 +191,17 @@ def test_run_without_the_model_table(study, tmp_path):
                      column="geometry")
     with pytest.raises(InputError, match=r"lacks the feature table\(s\) \['stylegan2.parquet'\].*run folder"):
         build_report(run, study["model"])
+
+
+@pytest.mark.slow
+def test_wplus_model_has_a_per_layer_direction(tmp_path):
+    s = make_study(tmp_path, wplus=True, params=("alpha=10.0",))
+    text = build_report(s["run"], s["model"], **FAST)
+    edits = _section(text, "edits")
+    assert "shape [8, 64]; W+: one step per row" in edits
+    assert edits.count("data:image/png;base64,") == 2
+    regions = _section(text, "regions")
+    assert "The direction&#x27;s squared norm per W+ layer" in regions
+    shares = re.search(r"<tr><td>share of \|direction\|\^2</td>(.*?)</tr>", regions).group(1)
+    values = [float(v) for v in re.findall(r'<td class="num">([\d.]+)</td>', shares)]
+    assert len(values) == 8 and abs(sum(values) - 1) < 0.01 and max(values) != min(values)
