@@ -54,7 +54,8 @@ Output folder
     states, step, config, generator fingerprint); the newest ``keep_snapshots`` are kept.
 ``encoder-final.pt``
     The official e4e layout (:func:`facefeat.models.e4e.save_e4e_checkpoint`): ``encoder.*``,
-    ``decoder.*`` (the generator in rosinality's layout, when its config has one), ``opts`` and
+    ``decoder.*`` (the generator in rosinality's layout, when its config has one:
+    :func:`facefeat.models.e4e.rosinality_decoder_state_dict`), ``opts`` and
     ``latent_avg`` (the generator's mean ``w``, one row per style). ``load_e4e`` and the ``e4e``
     extractor load it.
 ``training_options.json``
@@ -303,29 +304,26 @@ def toy_generator(resolution: int = 32, *, seed: int = 0, z_dim: int = 8, channe
     return G.to(device).eval().requires_grad_(False)
 
 
-def check_init_checkpoint(path: str | os.PathLike, num_ws: int) -> None:
-    """Fail fast (reading keys only) unless ``path`` is an e4e checkpoint with ``num_ws`` styles.
+def check_init_checkpoint(path: str | os.PathLike, num_ws: int, *, generator: str = "the generator") -> None:
+    """Fail fast (shapes only, memory-mapped) unless ``path`` is an e4e checkpoint whose encoder
+    can drive a generator with ``num_ws`` rows of width 512.
 
     Raises
     ------
     ModelError
-        Not an e4e checkpoint, or a style count that does not match the generator.
+        Not an e4e checkpoint, or a style count / width that does not match the generator.
     """
-    import re
-
-    from facefeat.models.e4e import check_num_ws, read_checkpoint, split_state_dict
+    from facefeat.models.e4e import check_generator_compat, read_e4e_header
 
     try:
-        ckpt = read_checkpoint(path)
-        enc_sd, _ = split_state_dict(ckpt["state_dict"], source=str(path))
+        header = read_e4e_header(path)
     except ModelError as exc:
         raise ModelError(f"--init-from {path}: {exc}") from exc
-    n = len({m.group(1) for k in enc_sd if (m := re.match(r"^styles\.(\d+)\.", k))})
     try:
-        check_num_ws(n, num_ws, source=f"--init-from {path}")
+        check_generator_compat(header, num_ws=num_ws, w_dim=STYLE_DIM, generator=generator)
     except ModelError as exc:
-        raise ModelError(f"{exc} An e4e checkpoint can only initialise an encoder for a generator of the same "
-                         f"resolution; leave --init-from out to start from random weights.") from None
+        raise ModelError(f"--init-from: {exc} An e4e checkpoint can only initialise an encoder for a generator of "
+                         f"the same resolution; leave --init-from out to start from random weights.") from None
 
 
 def generator_fingerprint(G) -> str:
@@ -370,48 +368,6 @@ def load_encoder_generator(spec, *, device: torch.device | str = "cpu"):
     info.update({"resolution": G.img_resolution, "num_ws": G.num_ws, "w_dim": G.w_dim,
                  "w_avg_source": getattr(G, "w_avg_source", None), "fingerprint_sha256": generator_fingerprint(G)})
     return G, info
-
-
-def rosinality_state_dict(G) -> dict[str, torch.Tensor] | None:
-    """``G``'s weights in rosinality's ``Generator`` layout (e4e's ``decoder.*``), or None when
-    its config has no rosinality equivalent (mapping lr multiplier other than 0.01, another
-    filter, conv clamping, fp16 layers).
-
-    The inverse of the ``"rosinality"`` key table of :mod:`facefeat.models.stylegan2.layouts`:
-    rosinality's shapes are restored (``[1, O, I, k, k]`` convolutions, ``[1, C, 4, 4]``
-    constant input, ``[1, 3, 1, 1]`` ToRGB biases, ``[1]`` noise strengths, ``[1, 1, r, r]``
-    noise maps) and the stored blur/upsample
-    kernels are the normalised 2-D filter times 4, as rosinality's ``make_kernel(...) * 4``.
-    """
-    import re
-
-    from facefeat.models.stylegan2.config import DEFAULT_FILTER
-    from facefeat.models.stylegan2.layouts import generator_entries
-    from facefeat.models.stylegan2.ops import make_filter
-
-    cfg = G.config
-    if (cfg.mapping_lr_multiplier != 0.01 or tuple(cfg.resample_filter) != tuple(DEFAULT_FILTER)
-            or cfg.conv_clamp is not None or cfg.num_fp16_res or cfg.img_channels != 3
-            or cfg.mapping_features not in (None, cfg.w_dim) or cfg.z_dim != cfg.w_dim):
-        return None
-    sd = G.state_dict()
-    kernel = (make_filter(cfg.resample_filter) * 4).cpu()
-    out: dict[str, torch.Tensor] = {}
-    for e in generator_entries(cfg, "rosinality"):
-        if e.dst is None:
-            out[e.src] = kernel.clone()
-            continue
-        t = sd[e.dst].detach().cpu()
-        if e.src.endswith(".conv.weight") or e.src == "input.input":
-            t = t.unsqueeze(0)
-        elif e.src.startswith("noises."):
-            t = t.reshape(1, 1, *t.shape[-2:])
-        elif e.src.endswith(".noise.weight"):
-            t = t.reshape(1)
-        elif re.fullmatch(r"to_rgb(1|s\.\d+)\.bias", e.src):
-            t = t.reshape(1, -1, 1, 1)
-        out[e.src] = t.clone()
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,7 +446,8 @@ class EncoderTrainer:
             from facefeat.io.hashing import sha256_file
             from facefeat.models.e4e import load_e4e
 
-            check_init_checkpoint(init_from, self.G.num_ws)
+            check_init_checkpoint(init_from, self.G.num_ws,
+                                  generator=str(self.generator_info.get("source", "the generator")))
             try:
                 ck = load_e4e(init_from, device=self.device, num_ws=self.G.num_ws)
             except ModelError as exc:
@@ -787,11 +744,19 @@ class EncoderTrainer:
         """``encoder-final.pt`` in the official e4e layout (see the module notes)."""
         from facefeat.models.e4e import save_e4e_checkpoint
 
-        decoder = rosinality_state_dict(self.G) if include_decoder else None
+        from facefeat.models.e4e import rosinality_decoder_state_dict
+
         opts = self.opts()
-        opts["decoder"] = ("rosinality-layout generator" if decoder is not None else
-                           "not included (pass the generator separately)" if not include_decoder else
-                           "not included: the generator's config has no rosinality equivalent")
+        decoder = None
+        if include_decoder:
+            try:
+                decoder = rosinality_decoder_state_dict(self.G)
+                opts["decoder"] = "rosinality-layout generator"
+            except ModelError as exc:  # e.g. z_dim != w_dim: rosinality's layout cannot hold it
+                log.info("the final checkpoint has no decoder: %s", exc)
+                opts["decoder"] = f"not included: {exc}"
+        else:
+            opts["decoder"] = "not included (include_decoder=False): pass the generator separately"
         la = self.latent_avg.detach().reshape(1, -1).expand(self.encoder.n_styles, -1).contiguous()
         return save_e4e_checkpoint(Path(out_dir) / FINAL_NAME, self.encoder, latent_avg=la, opts=opts,
                                    decoder_state_dict=decoder)
