@@ -75,7 +75,9 @@ def cohort_section(study: Study) -> h.Section:
                            f"ok in {', '.join(t.name for t in study.model_tables)}.", muted=True))
 
     time = ds.y["time"]
+    dups = max((len((t.provenance.get("input") or {}).get("duplicates") or []) for t in study.model_tables), default=0)
     flow = [
+        ("photo files skipped at extraction as exact duplicates (same bytes, same subject)", dups),
         ("subjects with photos in RUN_DIR", len(run_subjects)),
         ("  of which without any usable photo (dropped)", len(run_subjects - usable)),
         ("  of which with a usable photo but not in the clinical table (dropped)", len(usable - clinical_ids)),

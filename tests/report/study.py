@@ -41,7 +41,7 @@ def write_latent_run(run: Path, ids: list[str], latents: np.ndarray, status: lis
                           if Path(checkpoint).is_file() else None},
         "preprocessing": {"face": {"detector": "hog"}, "align": {"sizes": [32]}},
         "input": {"source": "photos/", "manifest_sha256": hashlib.sha256("".join(ids).encode()).hexdigest(),
-                  "n_images": n, "duplicates": []},
+                  "n_images": n + 1, "duplicates": [{"path": "photos/0001_copy.jpg", "duplicate_of": "photos/0001.jpg"}]},
         "run": {"batch_size": 8, "jobs": 1, "device": "cpu", "extractors": [extractor]},
         "status_counts": counts,
     }
