@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -306,3 +307,26 @@ def test_training_works_measured(tmp_path, G):
     assert syn["mse"] < 0.5 * syn["mse_w_avg"]
     assert syn["latent_r"] > 0.15 and syn["latent_r_pooled"] > 0.15
     assert syn["latent_mse"] < syn["latent_mse_w_avg"]
+
+
+@pytest.mark.slow
+def test_the_e4e_extractor_reads_a_trained_encoder(runs, g_file, G):
+    """encoder-final.pt + the generator it was trained for, through the built-in e4e extractor."""
+    from facefeat.engine import Face, FaceBatch
+    from facefeat.engine.registry import Registry
+    from facefeat.models.e4e import encode, load_e4e
+
+    e4e_plugin = pytest.importorskip("facefeat_builtins.e4e")
+    straight, _, _, images = runs
+    registry = Registry()
+    registry.add_extractor(e4e_plugin.E4EExtractor)
+    ext = registry.create("e4e", {"encoder": str(straight.final), "generator": str(g_file)})
+    ext.load("cpu")
+    crops = images.load(range(2)).permute(0, 2, 3, 1).numpy()
+    batch = FaceBatch([Face(f"img{i}", f"s{i}", np.zeros((68, 2)), (0, 0, 1, 1), aligned={32: c})
+                       for i, c in enumerate(crops)])
+    table = ext.extract(batch)
+    codes = np.asarray(table.column("e4e__latent").to_pylist(), dtype=np.float32).reshape(2, 8, 512)
+    ck = load_e4e(straight.final, num_ws=G.num_ws)
+    np.testing.assert_array_equal(codes, encode(ck.encoder, crops, latent_avg=ck.latent_avg).numpy())
+    assert all(v is not None and 0 <= v <= 1 for v in table.column("diag__e4e__mse").to_pylist())
