@@ -330,3 +330,24 @@ def test_the_e4e_extractor_reads_a_trained_encoder(runs, g_file, G):
     ck = load_e4e(straight.final, num_ws=G.num_ws)
     np.testing.assert_array_equal(codes, encode(ck.encoder, crops, latent_avg=ck.latent_avg).numpy())
     assert all(v is not None and 0 <= v <= 1 for v in table.column("diag__e4e__mse").to_pylist())
+
+
+def test_progressive_stages_and_delta_loss(G):
+    """progressive_every=k: row 0 alone first (no deltas, no delta loss), one more row every k steps."""
+    from facefeat.training.encoder import EncoderTrainer
+
+    tr = EncoderTrainer(G, _small(progressive_every=2, batch_size=1, synthetic=4))
+    assert [tr.stage(s) for s in (0, 1, 2, 3, 4, 13, 14, 100)] == [0, 0, 1, 1, 2, 6, 7, 7]
+    img, ws = tr.synthetic_batch(1)
+    assert img.shape == (1, 3, 32, 32) and ws.shape == (1, 8, 512)
+    losses = tr.losses(img, ws)
+    assert float(losses["delta"].detach()) == 0.0
+    with torch.no_grad():
+        codes = tr.codes(tr.encoder_input(img))
+    assert torch.equal(codes[:, 1:], codes[:, :1].expand(-1, 7, -1))
+    tr.step_count = 4
+    tr.set_stage()
+    with torch.no_grad():
+        codes = tr.codes(tr.encoder_input(img))
+    assert not torch.equal(codes[:, 1], codes[:, 0]) and torch.equal(codes[:, 3:], codes[:, :1].expand(-1, 5, -1))
+    assert float(tr.losses(img, ws)["delta"].detach()) > 0
