@@ -449,7 +449,8 @@ class EncoderTrainer:
             check_init_checkpoint(init_from, self.G.num_ws,
                                   generator=str(self.generator_info.get("source", "the generator")))
             try:
-                ck = load_e4e(init_from, device=self.device, num_ws=self.G.num_ws)
+                # the generator's mean w replaces the file's latent_avg (which it may lack)
+                ck = load_e4e(init_from, device=self.device, num_ws=self.G.num_ws, latent_avg=latent_avg)
             except ModelError as exc:
                 raise ModelError(f"--init-from {init_from}: {exc}") from exc
             encoder = ck.encoder
@@ -467,7 +468,7 @@ class EncoderTrainer:
                 torch.manual_seed(cfg.seed)
                 encoder = Encoder4Editing(self.G.img_resolution, input_size=input_size)
         self.input_size = input_size
-        self.encoder = encoder.to(self.device).train()
+        self.encoder = encoder.to(self.device).train().requires_grad_(True)
         self.latent_avg = latent_avg  # [w_dim]
         self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
         self.rng = torch.Generator().manual_seed(cfg.seed + 17)  # mixing decisions, second latents

@@ -351,3 +351,24 @@ def test_progressive_stages_and_delta_loss(G):
         codes = tr.codes(tr.encoder_input(img))
     assert not torch.equal(codes[:, 1], codes[:, 0]) and torch.equal(codes[:, 3:], codes[:, :1].expand(-1, 5, -1))
     assert float(tr.losses(img, ws)["delta"].detach()) > 0
+
+
+@pytest.mark.slow
+def test_init_from_an_e4e_checkpoint(tmp_path, G):
+    """Training starts from the file's encoder weights (a file without latent_avg is fine: the
+    generator's mean w is used) and updates them."""
+    from facefeat.models.e4e import Encoder4Editing, save_e4e_checkpoint
+    from facefeat.training.encoder import EncoderTrainer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)
+        enc = Encoder4Editing(32, input_size=32)
+    path = save_e4e_checkpoint(tmp_path / "e4e32.pt", enc, latent_avg=None)
+    with pytest.raises(ConfigError, match="takes 32 px inputs"):
+        EncoderTrainer(G, _small(input_size=64), init_from=path)
+    tr = EncoderTrainer(G, _small(batch_size=1), init_from=path)
+    ref = enc.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in tr.encoder.state_dict().items())
+    assert tr.init_info["init"] == str(path) and len(tr.init_info["sha256"]) == 64
+    tr.step()
+    assert not torch.equal(tr.encoder.styles[0].linear.weight, ref["styles.0.linear.weight"])
