@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from typing import Sequence
 
@@ -57,6 +58,21 @@ def add_optional_commands(subparsers, modules, hook: str) -> None:
                 continue
             raise
         getattr(module, hook)(subparsers)
+
+
+# Values argparse would take for options: "-3", "-0.5", step ranges "-3..3" / "-2..2:0.5" and
+# lists "-2,0,2".
+_NEGATIVE_VALUE = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.]+\.\.-?[\d.]+(:[\d.]+)?$|^-[\d.]+(,\s*-?[\d.]+)+$")
+
+
+def accept_negative_values(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Let ``parser`` read negative numbers, ranges and lists (``--steps -3..3``) as values.
+
+    argparse only does so by itself when no option looks like a negative number; ranges such as
+    ``-3..3`` are never recognised. Returns the parser.
+    """
+    parser._negative_number_matcher = _NEGATIVE_VALUE  # argparse's own hook for this decision
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import Any
 
-# argparse takes "-3..3" for an option; let step ranges and lists through as values
-_NEGATIVE = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.]+\.\.-?[\d.]+(:[\d.]+)?$|^-[\d.]+(,\s*-?[\d.]+)+$")
+from facefeat.cli import accept_negative_values
 
 DIRECTION_EPILOG = """\
 examples:
@@ -79,8 +77,7 @@ probes probe__<name>_p); rows without a latent keep their status.
 def _parser(sub, name: str, help: str, description: str, epilog: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=description, epilog=epilog,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p._negative_number_matcher = _NEGATIVE
-    return p
+    return accept_negative_values(p)
 
 
 def _model_args(p: argparse.ArgumentParser, *, features: bool = True) -> None:

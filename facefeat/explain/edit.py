@@ -507,8 +507,8 @@ def load_edit_context(model, features, *, clinical=None, column: str | None = No
     """
     from facefeat.explain.direction import latent_block_columns
     from facefeat.explain.probes import read_latents
-    from facefeat.survival.dataset import load_survival_data
-    from facefeat.survival.persist import check_schema, load_model
+    from facefeat.survival.dataset import load_model_dataset
+    from facefeat.survival.persist import load_model
 
     if isinstance(model, tuple):
         est, meta = model
@@ -523,17 +523,7 @@ def load_edit_context(model, features, *, clinical=None, column: str | None = No
                           "so they can be held at each subject's values during the edit")
     col, shape, flat = latent_block_columns(meta, getattr(est, "feature_names_in_", []), column=column)
     files = _model_files(features, meta)
-    ds = load_survival_data(
-        clinical=clinical, features=files, id_column=settings.get("id_column") or "subject_id",
-        time=settings.get("time") or "time", event=settings.get("event") or "event",
-        covariates=covs or "none", categorical=settings.get("categorical"),
-        aggregate=settings.get("aggregate") or "mean", image_order=settings.get("image_order"),
-        block_per_extractor=bool(settings.get("block_per_extractor")), sep=sep, decimal=decimal,
-        require_target=False,
-    )
-    check_schema(meta.get("schema") or {}, {"blocks": ds.blocks, "categorical": ds.categorical,
-                                            "feature_tables": [{k: t[k] for k in ("file", "columns")}
-                                                               for t in ds.feature_schema]})
+    ds = load_model_dataset(meta, clinical=clinical, features=files, require_target=False, sep=sep, decimal=decimal)
     latent_files = [f for f in (files if isinstance(files, list) else [files])]
     src = None
     for f in latent_files:

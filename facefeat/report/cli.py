@@ -52,14 +52,14 @@ def command_line(args: argparse.Namespace) -> str:
 
 def add_commands(subparsers: Any) -> None:
     """Register ``report``."""
-    from facefeat.explain.cli import _NEGATIVE
+    from facefeat.cli import accept_negative_values
 
     p = subparsers.add_parser(
         "report", help="write the study report (one self-contained HTML file)",
         description="Summarise an extraction run and a fitted survival model in one self-contained HTML report.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=REPORT_EPILOG)
     # as 'facefeat explain edit --steps': '--edit-steps -3..3' is a value, not an option
-    p._negative_number_matcher = _NEGATIVE
+    accept_negative_values(p)
     p.add_argument("run_dir", metavar="RUN_DIR", help="output folder of 'facefeat extract'")
     p.add_argument("model_dir", metavar="MODEL_DIR", help="output folder of 'facefeat fit'")
     p.add_argument("-o", "--out", required=True, metavar="HTML", help="report file to write (e.g. report.html)")

@@ -142,13 +142,6 @@ def check_clinical_columns(path: Path, columns: list[str], settings: dict) -> No
         )
 
 
-def model_schema(dataset: Any) -> dict:
-    """The schema dict ``facefeat fit`` stores for a data set (to compare with the model's)."""
-    from facefeat.survival.cli import _schema
-
-    return _schema(dataset)
-
-
 def load_study(run_dir: str | Path, model_dir: str | Path, *, clinical: str | Path | None = None,
                sep: str | None = None, decimal: str | None = None) -> Study:
     """Read and cross-check a run folder, a model folder and the clinical table.
@@ -175,8 +168,8 @@ def load_study(run_dir: str | Path, model_dir: str | Path, *, clinical: str | Pa
         The clinical table lacks a column the model needs, or the run's features do not have
         the schema the model was fitted on.
     """
-    from facefeat.survival.dataset import load_survival_data
-    from facefeat.survival.persist import check_schema, load_model
+    from facefeat.survival.dataset import load_model_dataset
+    from facefeat.survival.persist import load_model
     from facefeat.survival.tables import read_clinical
 
     run_dir, model_dir = Path(run_dir), Path(model_dir)
@@ -202,7 +195,6 @@ def load_study(run_dir: str | Path, model_dir: str | Path, *, clinical: str | Pa
     id_col = settings.get("id_column") or "subject_id"
     clin = read_clinical(clinical_path, sep=sep, decimal=decimal, text_columns=[id_col])
     check_clinical_columns(clinical_path, [str(c) for c in clin.columns], settings)
-    covs = list(settings.get("covariates_used") or []) or "none"
     # only the tables the model was fitted on: a run may hold more extractors than the model uses
     names = [ft.get("file") for ft in meta["schema"].get("feature_tables") or [] if ft.get("file")]
     missing = [n for n in names if not (run_dir / n).is_file()]
@@ -210,15 +202,8 @@ def load_study(run_dir: str | Path, model_dir: str | Path, *, clinical: str | Pa
         raise InputError(f"RUN_DIR {run_dir} lacks the feature table(s) {missing} that MODEL_DIR {model_dir} was "
                          f"fitted on (it has {[t.path.name for t in tables]}); pass the run folder the model was "
                          "fitted on")
-    ds = load_survival_data(
-        clinical=clinical_path, features=[run_dir / n for n in names] if names else run_dir, id_column=id_col, time=settings.get("time") or "time",
-        event=settings.get("event") or "event", covariates=covs, categorical=settings.get("categorical"),
-        aggregate=settings.get("aggregate") or "mean", image_order=settings.get("image_order"), unmatched="drop",
-        block_per_extractor=bool(settings.get("block_per_extractor")), sep=sep, decimal=decimal,
-    )
-    try:
-        check_schema(meta["schema"], model_schema(ds))
-    except DataError as exc:
-        raise DataError(f"RUN_DIR {run_dir} does not match MODEL_DIR {model_dir}: {exc}") from None
+    ds = load_model_dataset(meta, clinical=clinical_path, features=[run_dir / n for n in names] if names else run_dir,
+                            unmatched="drop", sep=sep, decimal=decimal,
+                            mismatch=f"RUN_DIR {run_dir} does not match MODEL_DIR {model_dir}")
     ids = clin[id_col].dropna().astype(str).str.strip().tolist()
     return Study(run_dir, model_dir, clinical_path, source, tables, estimator, meta, ds, int(len(clin)), ids)

@@ -179,10 +179,10 @@ def _data_settings(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _load(args: argparse.Namespace, *, require_target: bool = True, settings: dict | None = None):
+def _load(args: argparse.Namespace, *, require_target: bool = True):
     from facefeat.survival.dataset import load_survival_data
 
-    s = settings or _data_settings(args)
+    s = _data_settings(args)
     return load_survival_data(
         clinical=args.clinical, features=args.features, id_column=args.id_column or s["id_column"],
         time=s["time"] or "time", event=s["event"] or "event", covariates=s["covariates"], categorical=s["categorical"],
@@ -251,9 +251,14 @@ def _write_results(out: Path, data: dict, markdown: str) -> None:
     (out / "results.md").write_text(markdown)
 
 
-def _schema(ds: Any) -> dict:
-    return {"blocks": ds.blocks, "categorical": ds.categorical,
-            "feature_tables": [{k: t[k] for k in ("file", "columns")} for t in ds.feature_schema]}
+def _saved_model_data(args: argparse.Namespace, meta: dict, *, require_target: bool):
+    """The data set of ``args.clinical`` / ``args.features`` built the way the saved model was fitted."""
+    from facefeat.survival.dataset import load_model_dataset
+
+    return load_model_dataset(meta, clinical=args.clinical, features=args.features,
+                              time=getattr(args, "time", None), event=getattr(args, "event", None),
+                              id_column=args.id_column, unmatched=args.unmatched, require_target=require_target,
+                              sep=args.sep, decimal=args.decimal)
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -261,6 +266,7 @@ def _schema(ds: Any) -> dict:
 def cmd_fit(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from facefeat.survival.dataset import dataset_schema
     from facefeat.survival.persist import save_model
 
     ds = _load(args)
@@ -273,7 +279,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     provenance = {"sources": ds.sources, "feature_table_metadata": [t.get("metadata") for t in ds.feature_schema],
                   "n_subjects": int(len(ds.y)), "n_events": int(ds.y["event"].sum())}
     out = Path(args.out)
-    save_model(out, est, schema=_schema(ds), settings=settings, provenance=provenance)
+    save_model(out, est, schema=dataset_schema(ds), settings=settings, provenance=provenance)
     c = est.score(ds.X, ds.y)
     info: dict[str, Any] = {"n": int(len(ds.y)), "events": int(ds.y["event"].sum()), "apparent_c_index": c,
                             "blocks": {k: len(v) for k, v in ds.blocks.items()}, "data_report": ds.report.to_list()}
@@ -356,13 +362,10 @@ def _evaluate_saved(args, out: Path, times, cal_times) -> int:
 
     from facefeat.survival import plots
     from facefeat.survival.metrics import evaluate
-    from facefeat.survival.persist import check_schema, load_model
+    from facefeat.survival.persist import load_model
 
     est, meta = load_model(args.model_dir)
-    settings = {**meta["settings"], "time": args.time or meta["settings"]["time"], "event": args.event or meta["settings"]["event"]}
-    settings["covariates"] = list(meta["settings"].get("covariates_used") or []) or "none"
-    ds = _load(args, settings=settings)
-    check_schema(meta["schema"], _schema(ds))
+    ds = _saved_model_data(args, meta, require_target=True)
     res = evaluate(est, ds.X, ds.y, times=times, tau=args.tau, calibration_times=cal_times,
                    n_bootstrap=args.bootstrap, random_state=args.seed)
     cut = np.asarray(meta["settings"].get("risk_cutoffs") or [np.median(res.risk)])
@@ -387,13 +390,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from facefeat.survival.metrics import survival_at
-    from facefeat.survival.persist import check_schema, load_model
+    from facefeat.survival.persist import load_model
 
     est, meta = load_model(args.model_dir)
     settings = dict(meta["settings"])
-    settings["covariates"] = list(settings.get("covariates_used") or []) or "none"
-    ds = _load(args, require_target=False, settings=settings)
-    check_schema(meta["schema"], _schema(ds))
+    ds = _saved_model_data(args, meta, require_target=False)
     risk = est.predict(ds.X)
     cut = np.asarray(settings.get("risk_cutoffs") or [np.median(risk)])
     out = pd.DataFrame({"subject_id": ds.X.index, "risk": risk, "risk_group": np.searchsorted(cut, risk, side="right") + 1})

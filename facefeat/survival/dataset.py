@@ -229,3 +229,73 @@ def load_reference_dataset(name: str) -> tuple[pd.DataFrame, np.ndarray]:
         X, y = X[keep].reset_index(drop=True), y[keep].copy()
         y["futime"][y["futime"] <= 0] = 0.5
     return X, y
+
+
+def dataset_schema(ds: SurvivalDataset) -> dict:
+    """What a table must look like to be scored by a model fitted on ``ds`` (stored in model.json).
+
+    ``blocks`` (name -> columns), ``categorical`` and ``feature_tables`` (file and source
+    columns per extractor table); :func:`facefeat.survival.persist.check_schema` compares two.
+    """
+    return {"blocks": ds.blocks, "categorical": ds.categorical,
+            "feature_tables": [{k: t[k] for k in ("file", "columns")} for t in ds.feature_schema]}
+
+
+def load_model_dataset(
+    meta: dict,
+    *,
+    clinical: str | Path | pd.DataFrame | None,
+    features: str | Path | Sequence[str | Path] | None,
+    time: str | None = None,
+    event: str | None = None,
+    id_column: str | None = None,
+    unmatched: str = "drop",
+    require_target: bool = True,
+    sep: str | None = None,
+    decimal: str | None = None,
+    mismatch: str | None = None,
+) -> SurvivalDataset:
+    """The data set of new (or the same) subjects, built the way a saved model was fitted.
+
+    Uses the data settings recorded by ``facefeat fit`` in ``meta`` (id column, target names,
+    the covariates the model used, categorical columns, photo aggregation and order, blocks)
+    and refuses data whose columns or feature tables differ from the model's schema.
+
+    Parameters
+    ----------
+    meta : dict
+        ``model.json`` of the model directory (second item of
+        :func:`facefeat.survival.persist.load_model`).
+    clinical, features
+        As for :func:`load_survival_data`.
+    time, event, id_column : str, optional
+        Override the recorded column names (e.g. a validation cohort's own names).
+    unmatched, require_target, sep, decimal
+        As for :func:`load_survival_data`.
+    mismatch : str, optional
+        Prefix of the schema error, naming the caller's inputs (e.g. ``"RUN_DIR x does not
+        match MODEL_DIR y"``).
+
+    Raises
+    ------
+    DataError
+        The data do not have the model's schema (every difference listed).
+    """
+    from facefeat.survival.persist import check_schema
+
+    settings = dict(meta.get("settings") or {})
+    ds = load_survival_data(
+        clinical=clinical, features=features, id_column=id_column or settings.get("id_column") or "subject_id",
+        time=time or settings.get("time") or "time", event=event or settings.get("event") or "event",
+        covariates=list(settings.get("covariates_used") or []) or "none", categorical=settings.get("categorical"),
+        aggregate=settings.get("aggregate") or "mean", image_order=settings.get("image_order"), unmatched=unmatched,
+        block_per_extractor=bool(settings.get("block_per_extractor")), sep=sep, decimal=decimal,
+        require_target=require_target,
+    )
+    try:
+        check_schema(meta.get("schema") or {}, dataset_schema(ds))
+    except DataError as exc:
+        if mismatch is None:
+            raise
+        raise DataError(f"{mismatch}: {exc}") from None
+    return ds
