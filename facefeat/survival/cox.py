@@ -105,7 +105,8 @@ def hazard_ratio_per_sd(
 ) -> dict[str, float]:
     """Hazard ratio per standard deviation of a risk score, from a one-covariate Cox model.
 
-    Returns a dict with ``hr``, ``ci_low``, ``ci_high`` (95 % Wald), ``coef``, ``se`` and ``p``.
+    Returns a dict with ``hr``, ``ci_low``, ``ci_high`` (95 % Wald), ``coef``, ``se`` and ``p``;
+    all NaN when the score is constant or the likelihood is monotone (no finite estimate).
     """
     risk = np.asarray(risk, float)
     sd = risk.std(ddof=1)
@@ -129,6 +130,11 @@ def hazard_ratio_per_sd(
         if abs(step) < 1e-10:
             break
     se = 1 / math.sqrt(info) if info > 0 else math.nan
+    if not math.isfinite(beta) or abs(beta) > 20 or not se == se:
+        # Monotone likelihood (the score separates events perfectly, typical of tiny test folds):
+        # the estimate runs off to infinity and has no finite value or interval.
+        return {"hr": math.nan, "ci_low": math.nan, "ci_high": math.nan, "coef": math.nan, "se": math.nan,
+                "p": math.nan}
     from scipy.stats import norm
 
     p = float(2 * norm.sf(abs(beta / se))) if se == se else math.nan

@@ -159,6 +159,8 @@ def _metrics_core(
             except ValueError as exc:
                 notes.append(f"integrated Brier score undefined: {exc}")
     hr = hazard_ratio_per_sd(risk, y_test["time"], y_test["event"])
+    if math.isnan(hr["hr"]):
+        notes.append("hazard ratio per SD undefined on this test set (constant risk or perfect separation)")
     out["hr_per_sd"] = hr["hr"]
     out["hr_per_sd_low"] = hr["ci_low"]
     out["hr_per_sd_high"] = hr["ci_high"]

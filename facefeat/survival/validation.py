@@ -264,6 +264,10 @@ def cross_validate(
     ibs_times = default_times(y, kind="ibs") if ibs_times is None else np.unique(np.asarray(ibs_times, float))
     tau = default_tau(y) if tau is None else float(tau)
     cal_times = default_times(y, kind="calibration") if calibration_times is None else np.unique(np.asarray(calibration_times, float))
+    if len(y) < 2 * n_splits:
+        # every test fold needs two subjects for a concordance (events are checked by the splitter)
+        raise DataError(f"{n_splits}-fold cross-validation needs at least {2 * n_splits} subjects; the data have "
+                        f"{len(y)}. Use fewer folds (n_splits <= {max(len(y) // 2, 1)}) or more data.")
     splits = list(RepeatedSurvivalStratifiedKFold(n_splits, n_repeats, random_state=random_state).split(X, y))
     has_surv = hasattr(estimator, "predict_survival_function")
 

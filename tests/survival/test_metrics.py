@@ -130,3 +130,17 @@ def test_evaluate_late_fusion_and_blocks_in_cv():
     res = cross_validate(est, df, y, n_splits=3, n_repeats=1)
     assert res.summary.set_index("metric").loc["c_index", "mean"] > 0.65
     assert res.oof["id"].tolist() == list(range(200))
+
+
+def test_too_few_subjects_for_folds_is_an_error():
+    X, y = synthetic(7, 2)
+    with pytest.raises(DataError, match="at least 10 subjects"):
+        cross_validate(SurvivalEstimator("coxph"), X, y, n_splits=5, n_repeats=1)
+
+
+def test_hazard_ratio_of_a_separating_score_is_nan_not_an_overflow():
+    from facefeat.survival.cox import hazard_ratio_per_sd
+
+    time = np.array([1.0, 2.0, 3.0, 4.0])
+    hr = hazard_ratio_per_sd(-time, time, np.ones(4, bool))  # earlier death <=> higher risk, always
+    assert np.isnan(hr["hr"]) and np.isnan(hr["ci_high"])
