@@ -113,23 +113,9 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    import pyarrow.parquet as pq
+    from facefeat.io.tables import summarize_tables
 
-    from facefeat.io.tables import feature_tables, read_provenance
-
-    reports = []
-    for path in feature_tables(args.path):
-        pf = pq.ParquetFile(path)
-        status = pq.read_table(path, columns=["status"]).column("status").to_pylist()
-        counts: dict[str, int] = {}
-        for s in status:
-            counts[s] = counts.get(s, 0) + 1
-        fields = []
-        for f in pf.schema_arrow:
-            meta = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
-            fields.append({"name": f.name, "type": str(f.type), **({"shape": meta["shape"]} if "shape" in meta else {})})
-        reports.append({"path": str(path), "rows": pf.metadata.num_rows, "status_counts": counts,
-                        "columns": fields, "provenance": read_provenance(path)})
+    reports = summarize_tables(args.path)
     if args.json:
         print(json.dumps(reports, indent=2, default=str))
         return 0

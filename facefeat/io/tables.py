@@ -108,6 +108,32 @@ def feature_tables(path: str | Path) -> list[Path]:
     return files
 
 
+def summarize_tables(path: str | Path) -> list[dict[str, Any]]:
+    """Per-table summary of a run folder (or one table): what ``facefeat inspect`` shows.
+
+    Returns one dict per table: ``path``, ``rows``, ``status_counts`` (status -> rows),
+    ``columns`` (``name``, ``type`` and, for embeddings, ``shape``) and ``provenance``.
+
+    Raises
+    ------
+    InputError
+        Nothing to read.
+    """
+    reports = []
+    for file in feature_tables(path):
+        pf = pq.ParquetFile(file)
+        counts: dict[str, int] = {}
+        for s in pq.read_table(file, columns=["status"]).column("status").to_pylist():
+            counts[s] = counts.get(s, 0) + 1
+        fields = []
+        for f in pf.schema_arrow:
+            meta = {k.decode(): v.decode() for k, v in (f.metadata or {}).items()}
+            fields.append({"name": f.name, "type": str(f.type), **({"shape": meta["shape"]} if "shape" in meta else {})})
+        reports.append({"path": str(file), "rows": pf.metadata.num_rows, "status_counts": counts,
+                        "columns": fields, "provenance": read_provenance(file)})
+    return reports
+
+
 def flatten_table(table: pa.Table) -> pa.Table:
     """Expand every fixed-size list column into wide float columns ``<name>_<i>``.
 

@@ -10,8 +10,6 @@ they do not.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,19 +80,13 @@ def inspect_run(run_dir: str | Path) -> list[dict]:
     InputError
         No such folder, or no feature table in it.
     """
-    import argparse
-
-    from facefeat.engine.cli import cmd_inspect
-    from facefeat.io.tables import feature_tables
+    from facefeat.io.tables import summarize_tables
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"RUN_DIR {run_dir} is not a folder; pass the --out folder of 'facefeat extract'")
-    feature_tables(run_dir)  # raises InputError with the fix when there is none
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        cmd_inspect(argparse.Namespace(path=str(run_dir), json=True))
-    return json.loads(buf.getvalue())
+    # JSON round trip: the same plain values 'facefeat inspect --json' prints
+    return json.loads(json.dumps(summarize_tables(run_dir), default=str))
 
 
 def read_run(run_dir: str | Path) -> list[RunTable]:
