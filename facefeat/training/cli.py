@@ -1,4 +1,4 @@
-"""``facefeat train generator``: StyleGAN2 fine-tuning on the command line.
+"""``facefeat train generator``: StyleGAN2 fine-tuning on the command line (``train encoder``: encoder_cli).
 
 ``add_commands`` adds the ``train`` command group; its subcommands come from
 ``add_train_commands(train_subparsers)`` functions: this module's (``generator``) and those of
@@ -52,9 +52,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train`` command group and its subcommands."""
     train = subparsers.add_parser(
         "train",
-        help="train networks: fine-tune a StyleGAN2 generator on a cohort's photos",
+        help="train networks: fine-tune a StyleGAN2 generator on a cohort's photos; train an e4e encoder for it",
         description="Training commands. 'generator' fine-tunes (or trains) a StyleGAN2 generator with\n"
-                    "R1 / path-length regularisation, ADA and an EMA generator; runs resume exactly.",
+                    "R1 / path-length regularisation, ADA and an EMA generator; 'encoder' trains an e4e\n"
+                    "encoder for a (fine-tuned) generator on its samples and/or aligned photos. Runs resume exactly.",
         formatter_class=_RAW,
         epilog=TRAIN_EPILOG,
     )
