@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=16, help="held-out samples (default 16)")
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.25, 1.0])
     ap.add_argument("--steps", type=int, default=None, help="100 %% of the steps (default: the extractor's, 500)")
-    ap.add_argument("--reps", type=int, default=3, help="timed repetitions of the encoder (after a warm-up)")
+    ap.add_argument("--reps", type=int, default=3, help="timed repetitions of the encoder (after a warm-up) and of "
+                    "the projection speed run (one extractor batch of images at the default steps)")
     ap.add_argument("--seed", type=int, default=987654, help="seed of the held-out latents")
     ap.add_argument("--simulated-start", type=float, default=None, metavar="SIGMA")
     ap.add_argument("--device", default="cpu")
@@ -161,8 +162,17 @@ def main(argv: list[str] | None = None) -> int:
         _sync(device)
         return r, (time.perf_counter() - t) / args.n
 
-    # 1. speed
-    full, proj_s = run("w_avg", steps_full, False)
+    # 1. speed: the median of --reps runs of one extractor batch, so a burst of foreign load on a
+    # shared machine does not decide the ratio
+    nb = min(args.n, d["batch_size"])
+    proj_times = []
+    for _ in range(args.reps):
+        _sync(device)
+        t = time.perf_counter()
+        project(G, target[:nb], **dict(base, num_steps=steps_full, init="w_avg", seed=list(range(nb))))
+        _sync(device)
+        proj_times.append((time.perf_counter() - t) / nb)
+    proj_s = statistics.median(proj_times)
     enc_rows = []
     codes = None
     if ck is not None:
@@ -176,9 +186,10 @@ def main(argv: list[str] | None = None) -> int:
                 if rep:
                     times.append(time.perf_counter() - t)
             enc_rows.append((bs, args.n / statistics.median(times)))
-    print(f"\nSpeed ({args.n} images; projection: the stylegan2 extractor's defaults, {steps_full} steps, batch "
-          f"{d['batch_size']}, batch_invariant={d['project']['batch_invariant']}, early stopping patience "
-          f"{d['project']['early_stop_patience']})")
+    print(f"\nSpeed (projection: the stylegan2 extractor's defaults, {steps_full} steps, batch {nb}, "
+          f"batch_invariant={d['project']['batch_invariant']}, early stopping patience "
+          f"{d['project']['early_stop_patience']}; median of {args.reps} runs: "
+          f"{', '.join(f'{x:.2f}' for x in proj_times)} s/image; encoder: {args.n} images, median of {args.reps})")
     print(f"{'method':<30} {'images/s':>9} {'s/image':>9} {'vs projection':>14}")
     print(f"{'projection (w_avg init)':<30} {1 / proj_s:>9.3f} {proj_s:>9.3f} {1.0:>13.1f}x")
     for bs, ips in enc_rows:
@@ -187,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         print("(no encoder: encoder rows skipped)")
 
     # 2. quality vs steps
+    full, full_s = run("w_avg", steps_full, False)
     ref_psnr = float(np.median(full.psnr.numpy()))
-    print(f"\nQuality vs steps (medians over {args.n} held-out samples; delta = PSNR minus w_avg at 100 %, "
-          f"s/img = projection wall time per image)")
+    print(f"\nQuality vs steps (medians over {args.n} held-out samples; dPSNR = PSNR minus w_avg at 100 %; "
+          f"s/img = wall time per image of that one run; taken = median steps after early stopping)")
     print(f"{'init':<12} {'%':>5} {'steps':>6} {'taken':>6} {'PSNR dB':>9} {'MSE':>10} {'s/img':>8} {'dPSNR':>9}")
     starts = {"w_avg": None}
     if codes is not None:
@@ -205,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         for frac in args.fractions:
             steps = max(1, int(round(frac * steps_full)))
             if label == "w_avg" and steps == steps_full:
-                r, secs = full, proj_s
+                r, secs = full, full_s
             else:
                 r, secs = run("w_avg" if init is None else init, steps, init is not None)
             print(_row(label, f"{frac * 100:g}", steps, r.psnr.numpy(), r.mse.numpy(), r.steps.numpy(), secs,
