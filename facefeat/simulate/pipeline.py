@@ -158,7 +158,12 @@ def invert(G, images: np.ndarray, *, method: str = "projection", space: str = "w
         raise ConfigError("--inversion encoder needs --encoder PATH (an e4e checkpoint for this generator, e.g. from "
                           "'facefeat train encoder')")
     from facefeat.models.e4e import encode, load_e4e
+    from facefeat.models.e4e.network import STYLE_DIM
 
+    if G.w_dim != STYLE_DIM:
+        raise ConfigError(f"--inversion encoder: e4e encoders give {STYLE_DIM}-dimensional codes but this generator's "
+                          f"w_dim is {G.w_dim} (the tiny test generators have 64); use --inversion projection, or a "
+                          f"generator with w_dim {STYLE_DIM}")
     ck = load_e4e(encoder, device=device, num_ws=G.num_ws)
     t0 = _time.perf_counter()
     codes = encode(ck.encoder, images, latent_avg=ck.latent_avg, batch_size=batch_size or 64, device=device)

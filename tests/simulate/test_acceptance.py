@@ -2,7 +2,7 @@
 
 The issue asks for cosine >= 0.8 and a recovered C-index within 0.03 of the oracle's. Measured at
 seed 0 with 1200 projection steps: cosine 0.809, gap 0.034 (oracle 0.806, recovered 0.772), score
-correlation 0.951; the gap is limited by the 8-bit quantisation of the 32 px renders (see
+correlation 0.951; the gap comes from latent directions the 32 px renders hardly show (see
 docs/simulate.md, "Acceptance figures"). This test asserts the measured figures with their margin
 (gap <= 0.04), not the 0.03 this configuration misses. Slow: about 10 minutes on one CPU core."""
 

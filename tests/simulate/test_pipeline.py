@@ -120,3 +120,26 @@ def test_cli_help_has_an_example(capsys):
     with pytest.raises(SystemExit):
         main(["simulate", "--help"])
     assert "facefeat simulate --n 400" in capsys.readouterr().out
+
+
+def test_encoder_inversion(tmp_path):
+    """The e4e path: codes [n, num_ws, 512] from an encoder checkpoint (random weights: plumbing
+    only), and a clear error for a generator whose w_dim is not 512."""
+    import torch
+
+    from facefeat.errors import ConfigError
+    from facefeat.models.e4e import Encoder4Editing, save_e4e_checkpoint
+    from facefeat.models.stylegan2 import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig.nvidia(32, channel_base=256, channel_max=32)).eval().requires_grad_(False)
+    enc = Encoder4Editing(32, input_size=32)
+    path = save_e4e_checkpoint(tmp_path / "e4e.pt", enc, latent_avg=G.w_avg.expand(G.num_ws, -1).clone())
+    w = G.mapping(torch.randn(3, G.z_dim))[:, 0].double().numpy()
+    images = pipeline.render(G, w)
+    latents, diag, params = pipeline.invert(G, images, method="encoder", encoder=str(path), batch_size=2)
+    assert latents.shape == (3, G.num_ws, 512) and diag["psnr"].shape == (3,)
+    assert params["method"] == "encoder"
+    tiny = Generator(GeneratorConfig.nvidia(32, channel_base=256, channel_max=32, w_dim=64, z_dim=64))
+    with pytest.raises(ConfigError, match="w_dim is 64"):
+        pipeline.invert(tiny, images, method="encoder", encoder=str(path))
