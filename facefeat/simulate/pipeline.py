@@ -127,7 +127,7 @@ def render(G, w: np.ndarray, *, noise: str = "const", seed: int = 0, batch_size:
     return np.concatenate(out) if out else np.zeros((0, G.img_resolution, G.img_resolution, 3), np.uint8)
 
 
-def invert(G, images: np.ndarray, *, method: str = "projection", space: str = "w", steps: int = 500,
+def invert(G, images: np.ndarray, *, method: str = "projection", space: str = "w", steps: int = 600,
            seed: int = 0, batch_size: int | None = 400, encoder: str | None = None, device: str = "cpu",
            projection_kwargs: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
     """Latents ``[n, rows, w_dim]`` of rendered images, per-image diagnostics and the settings.
@@ -255,7 +255,7 @@ def _int_seed(ss: np.random.SeedSequence) -> int:
 
 
 def make_cohort(G, n: int, *, seed: int, truncation_psi: float = 1.0, render_noise: str = "const",
-                inversion: str = "projection", space: str = "w", steps: int = 500, encoder: str | None = None,
+                inversion: str = "projection", space: str = "w", steps: int = 600, encoder: str | None = None,
                 device: str = "cpu", batch_size: int | None = 400, projection_kwargs: dict | None = None) -> Cohort:
     """Sample ``n`` latents, render them and invert the renders (timed)."""
     ss = _seeds(seed)
@@ -290,7 +290,7 @@ def simulate(
     render_noise: str = "const",
     inversion: str = "projection",
     space: str = "w",
-    steps: int = 500,
+    steps: int = 600,
     encoder: str | None = None,
     projection_kwargs: dict[str, Any] | None = None,
     model: str = DEFAULT_MODEL,
@@ -639,7 +639,7 @@ def power_curve(
     render_noise: str = "const",
     inversion: str = "projection",
     space: str = "w",
-    steps: int = 500,
+    steps: int = 600,
     encoder: str | None = None,
     projection_kwargs: dict | None = None,
     model: str = DEFAULT_MODEL,
