@@ -369,7 +369,7 @@ def simulate(
     clinical = pd.DataFrame({"subject_id": cohort.subject_ids, "time": times["time"],
                              "event": times["event"].astype(int), "true_risk": eta, "true_projection": s})
     result = model_cohort(cohort, clinical, d, moments, model=model, model_params=model_params, pca=pca,
-                          folds=folds, repeats=repeats, seed=seed, out=out, write=out is not None)
+                          folds=folds, repeats=repeats, seed=seed, out=Path(out) if out is not None else None)
     summary = result.summary
     summary["design"] = {
         "n": n, "seed": seed, "effect": effect, "baseline": baseline, "shape": times["shape"], "scale": scale,
@@ -407,8 +407,8 @@ def _resolve_direction(direction, G, ss) -> tuple[np.ndarray, dict]:
 
 def model_cohort(cohort: Cohort, clinical: pd.DataFrame, direction: np.ndarray, moments: dict, *,
                  model: str = DEFAULT_MODEL, model_params: dict | None = None, pca: Any = None, folds: int = 5,
-                 repeats: int = 1, seed: int = 0, rows: np.ndarray | None = None, out: Path | None = None,
-                 write: bool = False) -> SimulationResult:
+                 repeats: int = 1, seed: int = 0, rows: np.ndarray | None = None,
+                 out: Path | None = None) -> SimulationResult:
     """Cross-validate the survival model on the recovered latents and on the true ones (oracle),
     fit both on everyone, and compare directions. ``rows`` picks a subset of the cohort."""
     from facefeat.survival.target import to_structured
