@@ -16,7 +16,7 @@ EPILOG = """\
 examples:
   # the acceptance study: tiny test generator, 400 subjects, strong effect (HR e^2 per SD)
   facefeat simulate --n 400 --effect 2.0 --censoring 0.3 --baseline weibull \\
-      --inversion projection --steps 600 -o sim/n400
+      --inversion projection --steps 1200 -o sim/n400
 
   # a power curve over cohort sizes (5 replicates each), plus the study at --n
   facefeat simulate --n 200 --effect 1.0 --grid 100,200,400,800 --replicates 5 -o sim/power
