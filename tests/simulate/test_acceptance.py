@@ -21,4 +21,4 @@ def test_acceptance_on_the_tiny_generator(tiny, tmp_path):
     print(res.table())
     assert s["recovered"]["cosine"] >= 0.8
     assert s["oracle"]["c_index"] - s["recovered"]["c_index"] <= 0.04
-    assert s["inversion"]["score_corr"] > 0.95
+    assert s["inversion"]["score_corr"] > 0.93
