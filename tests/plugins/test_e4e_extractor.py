@@ -204,3 +204,17 @@ def test_rosinality_export_refuses_what_the_layout_cannot_hold():
                                          channel_max=8))
     with pytest.raises(ModelError, match="z_dim == w_dim"):
         rosinality_decoder_state_dict(G)
+
+
+def test_rosinality_export_has_the_official_keys_shapes_and_values():
+    """The export is the inverse of the rosinality loader: the fixture's official g_ema comes back
+    key for key, shape for shape, bit for bit (so rosinality / e4e code can load the decoder)."""
+    from facefeat.models.checkpoints import load_generator
+    from facefeat.models.e4e import rosinality_decoder_state_dict
+
+    path = DATA / "stylegan2" / "rosinality_tiny_converted_ckpt.pt"
+    original = torch.load(path, map_location="cpu", weights_only=True)["g_ema"]
+    sd = rosinality_decoder_state_dict(load_generator(path))
+    assert set(sd) == set(original)
+    for k, v in original.items():
+        assert sd[k].shape == v.shape and torch.equal(sd[k], v.float()), k

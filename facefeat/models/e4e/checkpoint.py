@@ -530,7 +530,7 @@ def _rosinality_shape(key: str, t: torch.Tensor) -> torch.Tensor:
         return t.unsqueeze(0)
     if key.endswith(".noise.weight"):
         return t.reshape(1)
-    if key.startswith("to_rgb") and key.endswith(".bias"):
+    if re.match(r"^(to_rgb1|to_rgbs\.\d+)\.bias$", key):  # the ToRGB bias itself, not its modulation's
         return t.reshape(1, -1, 1, 1)
     if key.startswith("noises."):
         return t.reshape(1, 1, *t.shape[-2:])
