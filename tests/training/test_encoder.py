@@ -81,9 +81,6 @@ def test_latent_correlation_figures():
     assert mean["latent_r"] == 0.0 and mean["latent_mse"] == pytest.approx(mean["latent_mse_w_avg"])
 
 
-@pytest.mark.xfail(strict=True, reason="facefeat/models/e4e/checkpoint.py _rosinality_shape also reshapes "
-                   "to_rgb*.conv.modulation.bias to [1, C, 1, 1] (rosinality stores [C], so rosinality/e4e code "
-                   "cannot load the decoder strictly); fix: reshape only to_rgb1.bias / to_rgbs.N.bias")
 def test_exported_decoder_reproduces_the_official_file():
     """The decoder.* the trainer exports (facefeat.models.e4e.rosinality_decoder_state_dict) is the
     inverse of the rosinality loader: the fixture's official g_ema comes back bit for bit."""
