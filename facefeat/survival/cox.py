@@ -282,15 +282,20 @@ class CoxnetCV(BreslowPredictMixin, BaseEstimator):
         return self
 
     def _inner_cv(self, X: np.ndarray, event: np.ndarray, time: np.ndarray) -> np.ndarray:
-        from sklearn.model_selection import StratifiedKFold
+        from sklearn.model_selection import KFold, StratifiedKFold
         from sksurv.metrics import concordance_index_censored
 
         from facefeat.survival.target import to_structured
 
-        n_splits = min(int(self.cv), int(event.sum()), int((~event).sum()) or int(self.cv))
+        n_splits = min(int(self.cv), int(event.sum()))
         if n_splits < 2:
             raise DataError(f"too few events ({int(event.sum())}) to choose the coxnet penalty by inner CV; pass cv=None and alpha")
-        skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
+        # Stratify on the event when both classes fill every fold; with fewer censored subjects
+        # than folds (even one) plain shuffled folds still give every fold an event.
+        if int((~event).sum()) >= n_splits:
+            skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
+        else:
+            skf = KFold(n_splits=n_splits, shuffle=True, random_state=self.random_state)
         scores = np.full((len(self.alphas_), n_splits), np.nan)
         rs_full = _RiskSets(time, event) if self.scoring == "deviance" else None
         for k, (tr, te) in enumerate(skf.split(X, event)):

@@ -186,3 +186,13 @@ def test_plain_arrays_with_a_constant_column(data):
         est.predict(A[:, :5])
     scaled = SurvivalEstimator("coxph", blocks={"all": FeatureBlock(pca=3)}).fit(A, y)
     assert scaled.predict(A).shape == (240,)
+
+
+def test_coxnet_inner_cv_with_a_single_censored_subject():
+    # Every subject but one has an event: stratified inner folds are impossible, plain folds work.
+    X, y = synthetic(60, 3, seed=4)
+    y["event"][:] = True
+    y["event"][0] = False
+    est = SurvivalEstimator("coxnet", random_state=0).fit(X, y)
+    assert np.isfinite(est.predict(X)).all()
+    assert est.coefficients().abs().sum() > 0
