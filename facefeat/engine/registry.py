@@ -266,6 +266,15 @@ def _explain(error: jsonschema.ValidationError, schema: Mapping[str, Any], prefi
         allowed = sorted(schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
         return f"unknown key(s) {', '.join(repr(f'{prefix}.{x}' if prefix else x) for x in extra)}; allowed keys: {', '.join(allowed)}"
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [m for m in error.validator_value if m not in error.instance]
+        props = schema.get("properties", {}) if not path else {}
+        parts = []
+        for m in missing:
+            name = ".".join(p for p in (key, m) if p)
+            desc = props.get(m, {}).get("description") if isinstance(props.get(m), dict) else None
+            parts.append(f"{name} is required" + (f" ({desc})" if desc else "") + f"; set it, e.g. -s {name}=...")
+        return "; ".join(parts)
     if error.validator == "enum":
         return f"{key} = {error.instance!r} is not allowed; allowed values: {', '.join(map(repr, error.validator_value))}"
     if error.validator == "type":

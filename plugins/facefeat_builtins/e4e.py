@@ -129,13 +129,11 @@ class E4EExtractor(Extractor):
     config_schema = CONFIG_SCHEMA
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
+        from facefeat.engine.registry import validate_config
+
         super().__init__(config)
-        c = self.config
-        for key, spec in CONFIG_SCHEMA["properties"].items():
-            if "default" in spec:
-                c.setdefault(key, spec["default"])
-        if "encoder" not in c:
-            raise ConfigError("e4e.encoder is required: an e4e checkpoint file or a registry name (e4e-ffhq-encode)")
+        # the registry does this too; direct construction (tests, notebooks) gets the same checks
+        self.config = c = validate_config(CONFIG_SCHEMA, self.config, where=f"extractor {NAME!r}", prefix=NAME)
         if bool(c["lpips_vgg16"]) != bool(c["lpips_lin"]):
             raise ConfigError("e4e.lpips_vgg16 and e4e.lpips_lin go together: set both or neither")
         if c["save_reconstructions"] and not c["reconstructions_dir"]:

@@ -268,13 +268,11 @@ class StyleGAN2Extractor(Extractor):
     config_schema = CONFIG_SCHEMA
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
+        from facefeat.engine.registry import validate_config
+
         super().__init__(config)
-        c = self.config
-        for key, spec in CONFIG_SCHEMA["properties"].items():
-            if "default" in spec:
-                c.setdefault(key, spec["default"])
-        if "checkpoint" not in c:
-            raise ConfigError("stylegan2.checkpoint is required: a generator file or a registry name")
+        # the registry does this too; direct construction (tests, notebooks) gets the same checks
+        self.config = c = validate_config(CONFIG_SCHEMA, self.config, where=f"extractor {NAME!r}", prefix=NAME)
         if "lpips" in c["loss"] and not (c["lpips_vgg16"] and c["lpips_lin"]):
             raise ConfigError(f"stylegan2.loss = {c['loss']!r} needs the LPIPS weight files: set stylegan2.lpips_vgg16 "
                               f"(torchvision vgg16-397923af.pth) and stylegan2.lpips_lin (lpips weights/v0.1/vgg.pth), "

@@ -79,3 +79,14 @@ def test_config_defaults_and_errors_name_key_and_allowed_values():
         registry.resolve_config("good", {"steps": 0})
     with pytest.raises(ConfigError, match="unknown extractor 'nope'; registered extractors: good"):
         registry.create("nope")
+
+
+def test_missing_required_key_names_the_key_its_meaning_and_the_fix():
+    from facefeat.engine.registry import validate_config
+    from facefeat.errors import ConfigError
+
+    schema = {"type": "object", "required": ["checkpoint"],
+              "properties": {"checkpoint": {"type": "string", "description": "generator file"}}}
+    with pytest.raises(ConfigError, match=r"stylegan2\.checkpoint is required \(generator file\); set it, "
+                                          r"e\.g\. -s stylegan2\.checkpoint=\.\.\."):
+        validate_config(schema, {}, where="extractor 'stylegan2'", prefix="stylegan2")
