@@ -25,7 +25,6 @@ Prints medians and ratios against the reference measured in the same run; names 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -33,20 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from machine import machine  # benchmarks/machine.py
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "stylegan2" / "nvidia_tiny_network-snapshot.pkl"
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; load avg {open('/proc/loadavg').read().split()[0]}"
 
 
 def generator(res: int):

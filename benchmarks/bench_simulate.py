@@ -17,24 +17,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import platform
 import statistics
 import time
 
 import torch
 
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}; torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
-            f"load avg {open('/proc/loadavg').read().split()[0]}")
+from machine import machine  # benchmarks/machine.py
 
 
 def main() -> None:
