@@ -34,16 +34,23 @@ never reach the encoder.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from facefeat.engine import Extractor, FaceBatch, Requires, embedding_array, embedding_field, hookimpl
 from facefeat.errors import ConfigError, ModelError
+from facefeat_builtins.reconstruction import (
+    check_reconstruction_config,
+    diagnostic_fields,
+    generator_files,
+    lpips_files,
+    prop,
+    record_batch,
+    save_reconstructions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +68,6 @@ DIAGNOSTICS: dict[str, tuple[pa.DataType, str, list, str]] = {
 }
 
 
-def _prop(type_: Any, default: Any, description: str, **kw: Any) -> dict[str, Any]:
-    return {"type": type_, "default": default, "description": description, **kw}
-
-
 CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -73,20 +76,20 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "encoder": {"type": "string", "minLength": 1,
                     "description": "e4e checkpoint: an official e4e .pt, one written by facefeat train encoder, or "
                                    "a registry name (e.g. e4e-ffhq-encode)"},
-        "generator": _prop(["string", "null"], None,
+        "generator": prop(["string", "null"], None,
                            "generator rendering the codes for the reconstruction diagnostics: null = the decoder "
                            "bundled in the encoder file (none there: no reconstruction); a file or registry name; "
                            "'none' = no reconstruction"),
-        "network": _prop("string", "G_ema", "network in a separate generator file (G_ema or G)"),
-        "batch_size": _prop("integer", 16, "images per encoder/generator pass (the last batch may be smaller)",
+        "network": prop("string", "G_ema", "network in a separate generator file (G_ema or G)"),
+        "batch_size": prop("integer", 16, "images per encoder/generator pass (the last batch may be smaller)",
                             minimum=1),
-        "device": _prop(["string", "null"], None, "cpu, cuda, cuda:N, mps; null: the run's device",
+        "device": prop(["string", "null"], None, "cpu, cuda, cuda:N, mps; null: the run's device",
                         pattern="^(cpu|cuda(:[0-9]+)?|mps)$"),
-        "lpips_vgg16": _prop(["string", "null"], None, "torchvision VGG16 weights (vgg16-397923af.pth) for "
+        "lpips_vgg16": prop(["string", "null"], None, "torchvision VGG16 weights (vgg16-397923af.pth) for "
                                                        "diag__e4e__lpips"),
-        "lpips_lin": _prop(["string", "null"], None, "lpips package LPIPS-VGG linear heads (weights/v0.1/vgg.pth)"),
-        "save_reconstructions": _prop("boolean", False, "write each reconstruction as <image_id>.png"),
-        "reconstructions_dir": _prop(["string", "null"], None, "folder for the PNGs (required with "
+        "lpips_lin": prop(["string", "null"], None, "lpips package LPIPS-VGG linear heads (weights/v0.1/vgg.pth)"),
+        "save_reconstructions": prop("boolean", False, "write each reconstruction as <image_id>.png"),
+        "reconstructions_dir": prop(["string", "null"], None, "folder for the PNGs (required with "
                                                                "save_reconstructions)"),
     },
 }
@@ -134,11 +137,7 @@ class E4EExtractor(Extractor):
         super().__init__(config)
         # the registry does this too; direct construction (tests, notebooks) gets the same checks
         self.config = c = validate_config(CONFIG_SCHEMA, self.config, where=f"extractor {NAME!r}", prefix=NAME)
-        if bool(c["lpips_vgg16"]) != bool(c["lpips_lin"]):
-            raise ConfigError("e4e.lpips_vgg16 and e4e.lpips_lin go together: set both or neither")
-        if c["save_reconstructions"] and not c["reconstructions_dir"]:
-            raise ConfigError("e4e.save_reconstructions needs e4e.reconstructions_dir (a folder, e.g. next to the "
-                              "output table)")
+        check_reconstruction_config(c, NAME)
         self._header = None
         self._gen_header: dict[str, Any] | None = None
         self._ck = None
@@ -196,30 +195,15 @@ class E4EExtractor(Extractor):
     def output_schema(self) -> pa.Schema:
         fields = [embedding_field(f"{NAME}__latent", self.latent_shape(),
                                   f"e4e W+ code (latent_avg added) of the aligned face ({self.config['encoder']})")]
-        for key, (typ, unit, rng, desc) in DIAGNOSTICS.items():
-            meta = {b"unit": unit.encode(), b"range": json.dumps(rng).encode(), b"description": desc.encode()}
-            fields.append(pa.field(f"diag__{NAME}__{key}", typ, metadata=meta))
-        if self.config["save_reconstructions"]:
-            fields.append(pa.field(f"diag__{NAME}__reconstruction", pa.string(),
-                                   metadata={b"description": b"path of the reconstruction PNG"}))
+        fields += diagnostic_fields(NAME, DIAGNOSTICS, save_reconstructions=self.config["save_reconstructions"])
         return pa.schema(fields)
 
     def model_files(self) -> dict[str, str]:
-        from facefeat.models.registry import resolve_model
-        from facefeat.models.stylegan2.formats import facefeat_paths
-
         files = {"encoder": str(self.header.path)}  # the header read fails here, before any image
         gh = self.generator_header
         if gh and gh["source"] == "file":
-            path = resolve_model(self.config["generator"])
-            if path.suffix in (".json", ".safetensors"):
-                weights, cfg = facefeat_paths(path)
-                files.update(generator=str(weights), generator_config=str(cfg))
-            else:
-                files["generator"] = str(path)
-        if self.config["lpips_vgg16"]:
-            files["lpips_vgg16"] = str(self.config["lpips_vgg16"])
-            files["lpips_lin"] = str(self.config["lpips_lin"])
+            files.update(generator_files(self.config["generator"], "generator"))
+        files.update(lpips_files(self.config))
         return files
 
     # -- work ---------------------------------------------------------------------------
@@ -282,25 +266,9 @@ class E4EExtractor(Extractor):
             if lp:
                 columns[f"diag__{NAME}__lpips"] = torch.cat(lp).numpy()
             if c["save_reconstructions"]:
-                from facefeat_builtins.stylegan2 import _write_png_atomic
-
-                folder = Path(c["reconstructions_dir"])
-                paths = []
-                for face, img in zip(batch, synth_to_uint8(torch.cat(images))):
-                    p = folder / f"{face.image_id}.png"
-                    _write_png_atomic(img, p)
-                    paths.append(str(p))
-                columns[f"diag__{NAME}__reconstruction"] = paths
-        arrays = []
-        for f in schema:
-            v = columns[f.name]
-            if v is None:
-                arrays.append(pa.nulls(n, type=f.type))
-            elif isinstance(v, pa.Array):
-                arrays.append(v)
-            else:
-                arrays.append(pa.array(v, type=f.type))
-        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+                columns[f"diag__{NAME}__reconstruction"] = save_reconstructions(
+                    c["reconstructions_dir"], [face.image_id for face in batch], synth_to_uint8(torch.cat(images)))
+        return record_batch(schema, columns, n)
 
 
 def render(G, codes):

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +41,15 @@ import pyarrow as pa
 
 from facefeat.engine import Extractor, FaceBatch, Requires, embedding_array, embedding_field, hookimpl
 from facefeat.errors import ConfigError, ModelError
+from facefeat_builtins.reconstruction import (
+    check_reconstruction_config,
+    diagnostic_fields,
+    generator_files,
+    lpips_files,
+    prop,
+    record_batch,
+    save_reconstructions,
+)
 
 NAME = "stylegan2"
 #: Generator resolutions the extractor accepts (FFHQ alignment at 32..1024 px).
@@ -61,10 +68,6 @@ DIAGNOSTICS: dict[str, tuple[pa.DataType, str, list, str]] = {
 }
 
 
-def _prop(type_: Any, default: Any, description: str, **kw: Any) -> dict[str, Any]:
-    return {"type": type_, "default": default, "description": description, **kw}
-
-
 CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -73,59 +76,59 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "checkpoint": {"type": "string", "minLength": 1,
                        "description": "generator checkpoint: a file (NVIDIA .pkl, rosinality .pt, facefeat "
                                       ".safetensors/.json) or a registry name (see 'facefeat models list')"},
-        "network": _prop("string", "G_ema", "network in the checkpoint: G_ema (default; rosinality g_ema) or G"),
+        "network": prop("string", "G_ema", "network in the checkpoint: G_ema (default; rosinality g_ema) or G"),
         "space": {"enum": ["wplus", "w"], "default": "wplus",
                   "description": "wplus: one w per synthesis layer, stored [num_ws, w_dim]; w: one w, stored "
                                  "[1, w_dim]"},
-        "steps": _prop("integer", 500, "optimisation steps per image (NVIDIA's projector: 1000)", minimum=0),
-        "batch_size": _prop("integer", 8, "images optimised together (the last batch may be smaller)", minimum=1),
+        "steps": prop("integer", 500, "optimisation steps per image (NVIDIA's projector: 1000)", minimum=0),
+        "batch_size": prop("integer", 8, "images optimised together (the last batch may be smaller)", minimum=1),
         "loss": {"enum": ["mse", "lpips", "mse+lpips"], "default": "mse",
                  "description": "image distance; lpips needs lpips_vgg16 and lpips_lin"},
-        "mse_weight": _prop("number", 1.0, "weight of the MSE term for loss=mse+lpips", minimum=0),
-        "lpips_weight": _prop("number", 1.0, "weight of the LPIPS term for loss=mse+lpips", minimum=0),
-        "lpips_vgg16": _prop(["string", "null"], None, "torchvision VGG16 weights (vgg16-397923af.pth) for LPIPS"),
-        "lpips_lin": _prop(["string", "null"], None, "lpips package LPIPS-VGG linear heads (weights/v0.1/vgg.pth)"),
-        "seed": _prop("integer", 0, "base seed; image i's random stream is seeded from (seed, image_id)"),
-        "device": _prop(["string", "null"], None, "cpu, cuda, cuda:N, mps; null: the run's device",
+        "mse_weight": prop("number", 1.0, "weight of the MSE term for loss=mse+lpips", minimum=0),
+        "lpips_weight": prop("number", 1.0, "weight of the LPIPS term for loss=mse+lpips", minimum=0),
+        "lpips_vgg16": prop(["string", "null"], None, "torchvision VGG16 weights (vgg16-397923af.pth) for LPIPS"),
+        "lpips_lin": prop(["string", "null"], None, "lpips package LPIPS-VGG linear heads (weights/v0.1/vgg.pth)"),
+        "seed": prop("integer", 0, "base seed; image i's random stream is seeded from (seed, image_id)"),
+        "device": prop(["string", "null"], None, "cpu, cuda, cuda:N, mps; null: the run's device",
                         pattern="^(cpu|cuda(:[0-9]+)?|mps)$"),
         "init": {"enum": ["w_avg", "encoder"], "default": "w_avg",
                  "description": "start of the optimisation: the mean w (NVIDIA), or the codes of the e4e encoder "
                                 "init_encoder (hybrid inversion; space w starts at the mean of the code's rows); "
                                 "with an encoder far fewer steps suffice"},
-        "init_encoder": _prop(["string", "null"], None, "e4e checkpoint (file or registry name) for init=encoder; "
+        "init_encoder": prop(["string", "null"], None, "e4e checkpoint (file or registry name) for init=encoder; "
                               "its style count and latent width must match the generator"),
-        "encoder_learning_rate": _prop("number", 0.03, "init=encoder: replaces initial_learning_rate (a start "
+        "encoder_learning_rate": prop("number", 0.03, "init=encoder: replaces initial_learning_rate (a start "
                                        "near the optimum wants smaller steps than NVIDIA's 0.1)", exclusiveMinimum=0),
-        "encoder_noise_factor": _prop("number", 0.0, "init=encoder: replaces initial_noise_factor (exploration "
+        "encoder_noise_factor": prop("number", 0.0, "init=encoder: replaces initial_noise_factor (exploration "
                                       "noise would throw the encoder's start away)", minimum=0),
         "encoder_noise_init": {"enum": ["const", "random"], "default": "const",
                                "description": "init=encoder: start of the optimised noise maps; const = the "
                                               "generator's stored noise, so step 0 renders the encoder's own "
                                               "reconstruction (w_avg init always starts from random maps, NVIDIA)"},
-        "w_avg_samples": _prop("integer", 10000, "z samples for the mean w and its spread", minimum=1),
-        "w_avg_seed": _prop("integer", 123, "seed of those z samples (NVIDIA's projector: 123)"),
-        "initial_learning_rate": _prop("number", 0.1, "Adam learning rate after the ramp-up", exclusiveMinimum=0),
-        "lr_rampup_length": _prop("number", 0.05, "fraction of steps of linear LR ramp-up", minimum=0, maximum=1),
-        "lr_rampdown_length": _prop("number", 0.25, "fraction of steps of cosine LR ramp-down", minimum=0, maximum=1),
-        "initial_noise_factor": _prop("number", 0.05, "latent noise std at step 0, times the w spread", minimum=0),
-        "noise_ramp_length": _prop("number", 0.75, "fraction of steps over which latent noise goes to 0",
+        "w_avg_samples": prop("integer", 10000, "z samples for the mean w and its spread", minimum=1),
+        "w_avg_seed": prop("integer", 123, "seed of those z samples (NVIDIA's projector: 123)"),
+        "initial_learning_rate": prop("number", 0.1, "Adam learning rate after the ramp-up", exclusiveMinimum=0),
+        "lr_rampup_length": prop("number", 0.05, "fraction of steps of linear LR ramp-up", minimum=0, maximum=1),
+        "lr_rampdown_length": prop("number", 0.25, "fraction of steps of cosine LR ramp-down", minimum=0, maximum=1),
+        "initial_noise_factor": prop("number", 0.05, "latent noise std at step 0, times the w spread", minimum=0),
+        "noise_ramp_length": prop("number", 0.75, "fraction of steps over which latent noise goes to 0",
                                    minimum=0, maximum=1),
-        "regularize_noise_weight": _prop("number", 1e5, "weight of the noise-map autocorrelation penalty",
+        "regularize_noise_weight": prop("number", 1e5, "weight of the noise-map autocorrelation penalty",
                                          minimum=0),
-        "optimize_noise": _prop("boolean", True, "optimise per-image noise maps (NVIDIA); false: the "
+        "optimize_noise": prop("boolean", True, "optimise per-image noise maps (NVIDIA); false: the "
                                                  "generator's stored noise"),
-        "early_stop_patience": _prop(["integer", "null"], 25, "after this many steps without a relative "
+        "early_stop_patience": prop(["integer", "null"], 25, "after this many steps without a relative "
                                      "loss improvement of early_stop_min_delta an image skips to the LR ramp-down, "
                                      "and a plateau there ends it; null: never", minimum=1),
-        "early_stop_min_delta": _prop("number", 0.01, "relative loss improvement that counts", minimum=0),
-        "early_stop_start": _prop("number", 0.25, "fraction of steps before early stopping may act", minimum=0,
+        "early_stop_min_delta": prop("number", 0.01, "relative loss improvement that counts", minimum=0),
+        "early_stop_start": prop("number", 0.25, "fraction of steps before early stopping may act", minimum=0,
                                   maximum=1),
-        "wplus_start": _prop("number", 0.0, "space wplus: fraction of steps optimised in W first", minimum=0,
+        "wplus_start": prop("number", 0.0, "space wplus: fraction of steps optimised in W first", minimum=0,
                              maximum=1),
-        "batch_invariant": _prop("boolean", True, "compute the generator one image at a time in each step so "
+        "batch_invariant": prop("boolean", True, "compute the generator one image at a time in each step so "
                                                   "results are bitwise independent of batching (slower on GPU)"),
-        "save_reconstructions": _prop("boolean", False, "write each reconstruction as <image_id>.png"),
-        "reconstructions_dir": _prop(["string", "null"], None, "folder for the PNGs (required with "
+        "save_reconstructions": prop("boolean", False, "write each reconstruction as <image_id>.png"),
+        "reconstructions_dir": prop(["string", "null"], None, "folder for the PNGs (required with "
                                                                "save_reconstructions)"),
     },
 }
@@ -229,20 +232,6 @@ def image_seed(seed: int, image_id: str) -> int:
     return int(hashlib.sha256(f"{int(seed)}:{image_id}".encode()).hexdigest()[:15], 16)
 
 
-def _write_png_atomic(array: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(array, "RGB").save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # --------------------------------------------------------------------------------------------
 # Extractor
 # --------------------------------------------------------------------------------------------
@@ -277,11 +266,7 @@ class StyleGAN2Extractor(Extractor):
             raise ConfigError(f"stylegan2.loss = {c['loss']!r} needs the LPIPS weight files: set stylegan2.lpips_vgg16 "
                               f"(torchvision vgg16-397923af.pth) and stylegan2.lpips_lin (lpips weights/v0.1/vgg.pth), "
                               f"or use loss=mse")
-        if bool(c["lpips_vgg16"]) != bool(c["lpips_lin"]):
-            raise ConfigError("stylegan2.lpips_vgg16 and stylegan2.lpips_lin go together: set both or neither")
-        if c["save_reconstructions"] and not c["reconstructions_dir"]:
-            raise ConfigError("stylegan2.save_reconstructions needs stylegan2.reconstructions_dir (a folder, e.g. "
-                              "next to the output table)")
+        check_reconstruction_config(c, NAME)
         if c["init"] == "encoder" and not c["init_encoder"]:
             raise ConfigError("stylegan2.init = 'encoder' needs stylegan2.init_encoder: an e4e checkpoint trained for "
                               "this generator (file or registry name)")
@@ -338,27 +323,12 @@ class StyleGAN2Extractor(Extractor):
         fields = [embedding_field(f"{NAME}__latent", shape,
                                   f"StyleGAN2 {'W+' if shape[0] > 1 else 'W'} latent of the projected face "
                                   f"({self.config['checkpoint']}, {self.config['network']})")]
-        for key, (typ, unit, rng, desc) in DIAGNOSTICS.items():
-            meta = {b"unit": unit.encode(), b"range": json.dumps(rng).encode(), b"description": desc.encode()}
-            fields.append(pa.field(f"diag__{NAME}__{key}", typ, metadata=meta))
-        if self.config["save_reconstructions"]:
-            fields.append(pa.field(f"diag__{NAME}__reconstruction", pa.string(),
-                                   metadata={b"description": b"path of the reconstruction PNG"}))
+        fields += diagnostic_fields(NAME, DIAGNOSTICS, save_reconstructions=self.config["save_reconstructions"])
         return pa.schema(fields)
 
     def model_files(self) -> dict[str, str]:
-        from facefeat.models.registry import resolve_model
-        from facefeat.models.stylegan2.formats import facefeat_paths
-
         self.header  # fail here, before any image, on a file that is not a usable generator
-        path = resolve_model(self.config["checkpoint"])
-        files = {"checkpoint": str(path)}
-        if path.suffix in (".json", ".safetensors"):
-            weights, cfg = facefeat_paths(path)
-            files = {"checkpoint": str(weights), "checkpoint_config": str(cfg)}
-        if self.config["lpips_vgg16"]:
-            files["lpips_vgg16"] = str(self.config["lpips_vgg16"])
-            files["lpips_lin"] = str(self.config["lpips_lin"])
+        files = {**generator_files(self.config["checkpoint"], "checkpoint"), **lpips_files(self.config)}
         if self.encoder_header is not None:
             files["init_encoder"] = str(self.encoder_header.path)
         return files
@@ -430,23 +400,9 @@ class StyleGAN2Extractor(Extractor):
             f"diag__{NAME}__steps": result.steps.numpy().astype(np.int32),
         }
         if c["save_reconstructions"]:
-            folder = Path(c["reconstructions_dir"])
-            paths = []
-            for face, img in zip(batch, synth_to_uint8(result.images)):
-                p = folder / f"{face.image_id}.png"
-                _write_png_atomic(img, p)
-                paths.append(str(p))
-            columns[f"diag__{NAME}__reconstruction"] = paths
-        arrays = []
-        for f in schema:
-            v = columns[f.name]
-            if v is None:
-                arrays.append(pa.nulls(n, type=f.type))
-            elif isinstance(v, pa.Array):
-                arrays.append(v)
-            else:
-                arrays.append(pa.array(v, type=f.type))
-        return pa.RecordBatch.from_arrays(arrays, schema=schema)
+            columns[f"diag__{NAME}__reconstruction"] = save_reconstructions(
+                c["reconstructions_dir"], [face.image_id for face in batch], synth_to_uint8(result.images))
+        return record_batch(schema, columns, n)
 
 
 @hookimpl
