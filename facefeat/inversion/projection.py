@@ -431,16 +431,6 @@ def project(
         latent_history=cat("latent_history"), images=cat("images"), seconds=seconds, params=params)
 
 
-def const_noises(G) -> list[torch.Tensor]:
-    """The generator's stored noise buffers ``[1, 1, r, r]`` in ``G.synthesis.noise_shapes()`` order."""
-    out = []
-    for res in G.synthesis.block_resolutions:
-        block = getattr(G.synthesis, f"b{res}")
-        for conv in (["conv1"] if res == 4 else ["conv0", "conv1"]):
-            out.append(getattr(block, conv).noise_const.detach().reshape(1, 1, res, res))
-    return out
-
-
 def _synthesize(G, latents: torch.Tensor, noises: list[torch.Tensor] | None) -> torch.Tensor:
     ws = latents.expand(-1, G.num_ws, -1) if latents.shape[1] == 1 else latents
     if noises is None:
@@ -486,7 +476,7 @@ def _project_batch(G, target: torch.Tensor, init: torch.Tensor, seeds: list[int]
     out_rows = G.num_ws if space == "wplus" else 1
     noises: list[torch.Tensor] | None = None
     if optimize_noise and noise_init == "const":
-        noises = [n.to(device).expand(b, -1, -1, -1).clone() for n in const_noises(G)]
+        noises = [n.to(device).expand(b, -1, -1, -1).clone() for n in G.synthesis.const_noises()]
     elif optimize_noise:
         shapes = G.synthesis.noise_shapes()
         noises = [torch.cat([torch.randn(1, 1, *shape, generator=g) for g in gens]).to(device) if b else

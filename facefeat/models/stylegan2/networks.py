@@ -335,6 +335,16 @@ class SynthesisNetwork(nn.Module):
             out += [(res, res)] * (1 if res == 4 else 2)
         return out
 
+    def const_noises(self) -> list[torch.Tensor]:
+        """The stored noise maps ``[1, 1, r, r]`` (what ``noise_mode="const"`` uses, before each
+        layer's ``noise_strength``), detached, in :meth:`noise_shapes` order."""
+        out = []
+        for res in self.block_resolutions:
+            block = getattr(self, f"b{res}")
+            for conv in (["conv1"] if res == 4 else ["conv0", "conv1"]):
+                out.append(getattr(block, conv).noise_const.detach().reshape(1, 1, res, res))
+        return out
+
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", *,
                 noise: Sequence[torch.Tensor] | None = None, generator: torch.Generator | None = None,
                 compute_dtype: torch.dtype | None = None, impl: str | None = None) -> torch.Tensor:
