@@ -143,14 +143,14 @@ def invert(G, images: np.ndarray, *, method: str = "projection", space: str = "w
     if method not in INVERSIONS:
         raise ConfigError(f"--inversion must be one of {INVERSIONS}, got {method!r}")
     if method == "projection":
-        from facefeat.inversion import project, w_stats
+        from facefeat.inversion import project
 
         if space not in SPACES:
             raise ConfigError(f"--space must be one of {SPACES}, got {space!r}")
         kw = {**PROJECTION_DEFAULTS, **(projection_kwargs or {})}
-        stats = w_stats(G, 10000, seed=123)
+        # project() computes the w statistics once per call, from its own w_avg_samples / w_avg_seed
         res = project(G, to_target(images), space=space, num_steps=int(steps), seed=int(seed), device=device,
-                      batch_size=batch_size, w_stats_cache=stats, return_noises=False, **kw)
+                      batch_size=batch_size, return_noises=False, **kw)
         diag = {"loss": res.loss.double().numpy(), "mse": res.mse.double().numpy(),
                 "psnr": res.psnr.double().numpy(), "lpips": None, "steps": res.steps.numpy().astype(np.int32)}
         return res.latents.double().numpy(), diag, {"method": method, **res.params}
