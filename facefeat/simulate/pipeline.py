@@ -520,8 +520,8 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
     from facefeat._version import __version__
     from facefeat.engine.extractor import embedding_array, embedding_field
     from facefeat.io.hashing import sha256_bytes, sha256_file
-    from facefeat.io.tables import ENGINE_DIAG_FIELDS, KEY_FIELDS, table_schema, write_parquet_atomic
-    from facefeat.survival.dataset import load_survival_data
+    from facefeat.io.tables import table_schema, write_parquet_atomic
+    from facefeat.survival.dataset import dataset_schema, load_survival_data
     from facefeat.survival.persist import save_model
 
     out.mkdir(parents=True, exist_ok=True)
@@ -600,12 +600,10 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
     est = make_estimator(summary["model"]["name"], summary["model"]["params"] or None, pca=summary["model"]["pca"],
                          columns=list(ds.X.columns), seed=summary["design"]["seed"]).fit(ds.X, ds.y)
     risk = est.predict(ds.X)
-    schema_doc = {"blocks": ds.blocks, "categorical": ds.categorical,
-                  "feature_tables": [{k: t[k] for k in ("file", "columns")} for t in ds.feature_schema]}
     settings = {"id_column": "subject_id", "time": "time", "event": "event", "covariates": "none", "categorical": None,
                 "aggregate": "mean", "image_order": None, "block_per_extractor": False,
                 "risk_cutoffs": np.quantile(risk, [0.5]).tolist(), "covariates_used": []}
-    save_model(out / "model", est, schema=schema_doc, settings=settings, provenance={
+    save_model(out / "model", est, schema=dataset_schema(ds), settings=settings, provenance={
         "sources": ds.sources, "n_subjects": int(len(ds.y)), "n_events": int(ds.y["event"].sum()),
         "feature_table_metadata": [t.get("metadata") for t in ds.feature_schema], "simulation": "facefeat simulate"})
     (out / "cv_recovered.json").write_text(json.dumps(_json(result.cv.to_dict()), indent=2))
