@@ -9,7 +9,6 @@ modelling over a grid of cohort sizes. See ``docs/simulate.md`` for the definiti
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -493,14 +492,6 @@ def _json(v: Any) -> Any:
     return str(v)
 
 
-def _png_bytes(img: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img, "RGB").save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _atomic_bytes(path: Path, data: bytes) -> None:
     import os
     import tempfile
@@ -521,6 +512,7 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
     from facefeat.engine.extractor import embedding_array, embedding_field
     from facefeat.io.hashing import sha256_bytes, sha256_file
     from facefeat.io.tables import table_schema, write_parquet_atomic
+    from facefeat.report.figures import array_png
     from facefeat.survival.dataset import dataset_schema, load_survival_data
     from facefeat.survival.persist import save_model
 
@@ -539,7 +531,7 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
     img_dir = out / "images"
     ids, paths = [], []
     for sid, img in zip(cohort.subject_ids, cohort.images):
-        data = _png_bytes(img)
+        data = array_png(img)
         p = img_dir / f"{sid}.png"
         _atomic_bytes(p, data)
         ids.append(sha256_bytes(data))
