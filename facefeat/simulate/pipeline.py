@@ -379,7 +379,7 @@ def simulate(
     summary["censoring"] = {"target": censoring, "achieved": times["censoring_achieved"],
                             "expected": times["censoring_expected"], "param": times["censoring_param"],
                             "dist": censoring_dist, "events": int(times["event"].sum())}
-    summary["generator"] = {k: v for k, v in generator_info.items()}
+    summary["generator"] = dict(generator_info)
     summary["inversion"] = {"method": inversion, "space": space if inversion == "projection" else "wplus",
                             "steps": steps if inversion == "projection" else None,
                             "median_psnr": float(np.median(cohort.diag["psnr"])),
@@ -672,7 +672,7 @@ def power_curve(
         pool = make_cohort(G, max(grid), seed=seed + 1_000_003, truncation_psi=truncation_psi,
                            render_noise=render_noise, inversion=inversion, space=space, steps=steps, encoder=encoder,
                            device=device, batch_size=batch_size, projection_kwargs=projection_kwargs)
-    s_pool = design.standardized_projection(pool.w, d, moments)
+    eta = effect * design.standardized_projection(pool.w, d, moments)
     records = []
     rep_seeds = np.random.SeedSequence([int(seed), 7]).spawn(len(grid) * replicates)
     for gi, n in enumerate(grid):
@@ -680,7 +680,6 @@ def power_curve(
             rs = rep_seeds[gi * replicates + r]
             pick_ss, time_ss = rs.spawn(2)
             rows = np.sort(np.random.default_rng(pick_ss).choice(len(pool.subject_ids), size=n, replace=False))
-            eta = effect * s_pool
             times = design.simulate_times(eta, seed=time_ss, baseline=baseline, shape=shape, scale=scale,
                                           censoring=censoring, censoring_dist=censoring_dist)
             clin = pd.DataFrame({"subject_id": pool.subject_ids, "time": times["time"],
