@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +116,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from facefeat.errors import ConfigError
     from facefeat.simulate import design, pipeline
 
-    if not math.isfinite(args.effect):
-        raise ConfigError(f"--effect must be a finite number (log hazard ratio per SD), got {args.effect}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if not (0 < args.alpha < 1):
