@@ -486,7 +486,7 @@ def _model_files(features, meta: dict) -> Any:
 
 
 def load_edit_context(model, features, *, clinical=None, column: str | None = None, sep: str | None = None,
-                      decimal: str | None = None) -> EditContext:
+                      decimal: str | None = None, X=None) -> EditContext:
     """Load a saved model, build its input table for the subjects, and read their latents.
 
     Parameters
@@ -499,6 +499,10 @@ def load_edit_context(model, features, *, clinical=None, column: str | None = No
         Needed when the model uses clinical covariates (they are held at each subject's values).
     column : str, optional
         The latent column when the model has several.
+    X : pandas.DataFrame, optional
+        The model's input table when the caller has already built it with
+        :func:`~facefeat.survival.dataset.load_model_dataset` from the same model, features and
+        clinical table (the report does); the data are then not read a second time.
 
     Raises
     ------
@@ -523,7 +527,9 @@ def load_edit_context(model, features, *, clinical=None, column: str | None = No
                           "so they can be held at each subject's values during the edit")
     col, shape, flat = latent_block_columns(meta, getattr(est, "feature_names_in_", []), column=column)
     files = _model_files(features, meta)
-    ds = load_model_dataset(meta, clinical=clinical, features=files, require_target=False, sep=sep, decimal=decimal)
+    if X is None:
+        X = load_model_dataset(meta, clinical=clinical, features=files, require_target=False, sep=sep,
+                               decimal=decimal).X
     latent_files = [f for f in (files if isinstance(files, list) else [files])]
     src = None
     for f in latent_files:
@@ -538,7 +544,7 @@ def load_edit_context(model, features, *, clinical=None, column: str | None = No
     rows = read_latents(src, col)
     if tuple(rows.shape) != tuple(shape) and not (shape[0] == 1 and rows.shape[1] == shape[1]):
         raise DataError(f"{src}: column {col!r} has shape {list(rows.shape)}, the model was fitted on {list(shape)}")
-    return EditContext(estimator=est, metadata=meta, X=ds.X, latents=rows, column=col, shape=shape, flat=flat,
+    return EditContext(estimator=est, metadata=meta, X=X, latents=rows, column=col, shape=shape, flat=flat,
                        sources={"model": model_dir, "features": [str(f) for f in latent_files],
                                 "latent_table": str(src), "clinical": None if clinical is None else str(clinical)})
 

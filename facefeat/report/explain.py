@@ -146,8 +146,9 @@ def explain_parts(study: Study, val: Any, *, subjects: Sequence[str] | None, ste
         return _absent("facefeat.explain.edit is not part of this installation of facefeat.")
     covs = list(study.settings.get("covariates_used") or [])
     try:
+        # the study's modelling table is the one the edits need: not read (and warned about) again
         ctx = edit.load_edit_context((study.estimator, study.meta), study.run_dir,
-                                     clinical=study.clinical_path if covs else None)
+                                     clinical=study.clinical_path if covs else None, X=study.dataset.X)
         direction = ctx.direction()
     except FacefeatError as exc:
         return _absent(f"no health direction could be derived from the model: {exc}")

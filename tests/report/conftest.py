@@ -15,11 +15,19 @@ def study(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def report(study):
-    """(html text, path) of the study's report, written by the command line."""
+    """(html text, path) of the study's report, written by the command line.
+
+    ``study["dataset_loads"]`` counts the modelling tables built while it ran."""
+    from unittest import mock
+
     from facefeat.cli import main
+    from facefeat.survival import dataset
 
     out = study["root"] / "report.html"
-    rc = main(["report", str(study["run"]), str(study["model"]), "-o", str(out), "--cv-folds", "3",
-               "--cv-repeats", "1", "--region-subjects", "4", "--subjects", f"{NASTY_ID},P001", "--edit-steps", "-2..2"])
+    with mock.patch.object(dataset, "load_model_dataset", wraps=dataset.load_model_dataset) as spy:
+        rc = main(["report", str(study["run"]), str(study["model"]), "-o", str(out), "--cv-folds", "3",
+                   "--cv-repeats", "1", "--region-subjects", "4", "--subjects", f"{NASTY_ID},P001",
+                   "--edit-steps", "-2..2"])
+    study["dataset_loads"] = spy.call_count
     assert rc == 0
     return out.read_text(encoding="utf-8"), out

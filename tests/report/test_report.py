@@ -156,6 +156,12 @@ def test_edit_grids_with_monotone_risk(report):
     assert "not monotonically" not in s
 
 
+def test_modelling_table_is_built_once(report, study):
+    """The edits and regions use the study's modelling table (its data-handling notes logged once)."""
+    assert "Subject P001" in _section_text(report[0], "edits")
+    assert study["dataset_loads"] == 1
+
+
 def test_regions_section_has_content_or_says_why(report):
     html = _section_html(report[0], "regions")
     assert "data:image/png;base64," in html or 'class="note absent"' in html
