@@ -102,34 +102,30 @@ def default_subjects(oof: Any, candidates: Sequence[str], n: int) -> list[str]:
     return [ids[i] for i in picks] if isinstance(ids, list) else list(pd.Series(ids).iloc[picks])
 
 
-def check_generator(generator: str | None) -> None:
-    """An explicitly given generator must exist (a file, or a registry name)."""
-    if generator is None:
-        return
-    if Path(generator).is_file():
-        return
+def _checkpoint_found(path: str | None) -> bool:
+    """A generator checkpoint that exists here: a file, or a model registry entry resolving to one."""
+    if path and Path(path).is_file():
+        return True
     try:
         from facefeat.models.registry import resolve_model
 
-        if Path(resolve_model(str(generator))).is_file():
-            return
+        return Path(resolve_model(str(path))).is_file()
     except FacefeatError:
-        pass
+        return False
+
+
+def check_generator(generator: str | None) -> None:
+    """An explicitly given generator must exist (a file, or a registry name)."""
+    if generator is None or _checkpoint_found(generator):
+        return
     raise InputError(f"--generator {generator}: no such checkpoint file or model registry entry; pass the StyleGAN2 "
                      "checkpoint the latents were extracted with (see 'facefeat models list')")
 
 
 def _generator_available(spec: dict) -> str | None:
     path = spec.get("checkpoint")
-    if path and Path(path).is_file():
+    if _checkpoint_found(path):
         return None
-    try:
-        from facefeat.models.registry import resolve_model
-
-        if Path(resolve_model(str(path))).is_file():
-            return None
-    except FacefeatError:
-        pass
     return (f"the generator checkpoint {path} recorded in the latent table's provenance is not available on this "
             "machine; pass it with --generator")
 
