@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from facefeat.errors import ConfigError, InputError, ModelError
+from facefeat.explain.probes import _json_default  # the probe files' JSON encoder: one for both formats
 
 __all__ = [
     "DIRECTION_FORMAT",
@@ -201,14 +202,6 @@ class LatentDirection:
         prov = {"probe": probe.describe(), "latent_column": probe.latent_column, "created": _now()}
         return cls(vector=vector, gradient=g, space="w" if probe.space == "w" else "wplus",
                    target=f"probe:{probe.name}", per_unit=per_unit, name=probe.name, provenance=prov)
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def _now() -> str:
