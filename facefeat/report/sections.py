@@ -6,7 +6,6 @@ a visible note; nothing is left out silently.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from facefeat.io.hashing import sha256_bytes, sha256_file
 from facefeat.report import html as h
 from facefeat.report.figures import plot_png
 from facefeat.report.study import Study
@@ -284,12 +284,10 @@ def calibration_section(val: Validation) -> h.Section:
 def settings_fingerprint(meta: dict) -> str:
     """sha256 of the model's estimator, parameters, feature schema and data settings (canonical JSON)."""
     payload = {k: meta.get(k) for k in ("estimator", "params", "schema", "settings")}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return sha256_bytes(json.dumps(payload, sort_keys=True, default=str).encode())
 
 
 def provenance_section(study: Study, val: Validation, report_info: dict[str, Any]) -> h.Section:
-    from facefeat.io.hashing import sha256_file
-
     meta = study.meta
     prov = meta.get("provenance") or {}
     body = [h.kv_table([
@@ -323,8 +321,8 @@ def provenance_section(study: Study, val: Validation, report_info: dict[str, Any
                           f"{ext.get('distribution_version', '')}"),
             ("facefeat / created", f"{p.get('facefeat_version')} / {p.get('created')}"),
             ("config", json.dumps(ext.get("config", {}), sort_keys=True, default=str)),
-            ("config fingerprint (sha256)", hashlib.sha256(json.dumps(ext.get("config", {}), sort_keys=True,
-                                                                       default=str).encode()).hexdigest()),
+            ("config fingerprint (sha256)", sha256_bytes(json.dumps(ext.get("config", {}), sort_keys=True,
+                                                                     default=str).encode())),
             ("input", f"{inp.get('source')} (manifest sha256 {inp.get('manifest_sha256')}, {inp.get('n_images')} "
                       f"images, {len(inp.get('duplicates') or [])} exact duplicates skipped)"),
             ("preprocessing", json.dumps({k: v for k, v in (p.get("preprocessing") or {}).items()
