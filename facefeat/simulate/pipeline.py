@@ -205,6 +205,8 @@ def _latent_frame(latents: np.ndarray, column: str, index: list[str]) -> pd.Data
 
 
 def _fit_cv(X: pd.DataFrame, y: np.ndarray, *, model, model_params, pca, folds, repeats, seed):
+    from sklearn.base import clone
+
     from facefeat.survival.cox import hazard_ratio_per_sd
     from facefeat.survival.validation import cross_validate
 
@@ -213,7 +215,7 @@ def _fit_cv(X: pd.DataFrame, y: np.ndarray, *, model, model_params, pca, folds, 
     row = cv.summary.set_index("metric").loc["c_index"]
     oof = cv.oof
     test = hazard_ratio_per_sd(oof["risk"].to_numpy(), oof["time"].to_numpy(), oof["event"].to_numpy(bool))
-    fitted = make_estimator(model, model_params, pca=pca, columns=list(X.columns), seed=seed).fit(X, y)
+    fitted = clone(est).fit(X, y)
     figures = {"c_index": float(row["mean"]), "c_index_ci": [float(row["ci_low"]), float(row["ci_high"])],
                "c_index_sd": float(row["sd"]), "oof_hr_per_sd": test["hr"], "oof_p": test["p"]}
     return fitted, cv, figures
@@ -507,6 +509,7 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
                 moments: dict, times: dict) -> None:
     """Write the simulated study in the toolkit's standard layout (see docs/simulate.md)."""
     import pyarrow as pa
+    from sklearn.base import clone
 
     from facefeat._version import __version__
     from facefeat.engine.extractor import embedding_array, embedding_field
@@ -589,8 +592,7 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
     ds = load_survival_data(clinical=out / "clinical.csv", features=out / "features", covariates="none")
     if list(ds.X.columns) != list(result.estimator.feature_names_in_):
         raise RuntimeError("the feature table read back does not give the modelled columns")  # a bug, not user input
-    est = make_estimator(summary["model"]["name"], summary["model"]["params"] or None, pca=summary["model"]["pca"],
-                         columns=list(ds.X.columns), seed=summary["design"]["seed"]).fit(ds.X, ds.y)
+    est = clone(result.estimator).fit(ds.X, ds.y)  # the modelled estimator's settings, refitted on the table
     risk = est.predict(ds.X)
     settings = {"id_column": "subject_id", "time": "time", "event": "event", "covariates": "none", "categorical": None,
                 "aggregate": "mean", "image_order": None, "block_per_extractor": False,
