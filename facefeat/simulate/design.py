@@ -98,7 +98,8 @@ def output_range(G, *, n: int = 512, seed: int = POPULATION_SEED, truncation_psi
             "q99_abs_dev": spread.tolist()}
 
 
-def calibrate_output(G, *, n: int = 512, seed: int = POPULATION_SEED, truncation_psi: float = 1.0):
+def calibrate_output(G, *, n: int = 512, seed: int = POPULATION_SEED, truncation_psi: float = 1.0,
+                     before: dict[str, Any] | None = None):
     """Rescale a generator's output in place so that 99 % of pixel values fall inside [-1, 1].
 
     ``G'(w) = (G(w) - median) / q99`` per colour channel, exact: the image of the skip
@@ -110,6 +111,9 @@ def calibrate_output(G, *, n: int = 512, seed: int = POPULATION_SEED, truncation
     Meant for untrained test generators whose images are mostly outside the displayable range:
     clipping them on saving destroys the information projection needs (see docs/simulate.md).
 
+    ``before``: :func:`output_range` of ``G`` with the same ``n``, ``seed`` and
+    ``truncation_psi`` when the caller has already measured it (saves rendering it again).
+
     Returns
     -------
     dict
@@ -120,7 +124,8 @@ def calibrate_output(G, *, n: int = 512, seed: int = POPULATION_SEED, truncation
     if getattr(G.synthesis.config, "conv_clamp", None) is not None:
         raise ModelError("output calibration needs a generator without conv_clamp (the clamp is not scale-free); "
                          "use --calibrate-output off")
-    before = output_range(G, n=n, seed=seed, truncation_psi=truncation_psi)
+    if before is None:
+        before = output_range(G, n=n, seed=seed, truncation_psi=truncation_psi)
     med = torch.tensor(before["median"], dtype=torch.float32)
     scale = torch.tensor(before["q99_abs_dev"], dtype=torch.float32).clamp_min(1e-6)
     blocks = [getattr(G.synthesis, f"b{r}") for r in G.synthesis.block_resolutions]

@@ -101,7 +101,7 @@ def load_simulation_generator(generator: Any = None, *, device: str = "cpu", cal
     info["clipped_fraction"] = rng["clipped_fraction"]
     info["calibration"] = None
     if calibrate == "on" or (calibrate == "auto" and rng["clipped_fraction"] > CALIBRATE_THRESHOLD):
-        info["calibration"] = design.calibrate_output(G, truncation_psi=truncation_psi)
+        info["calibration"] = design.calibrate_output(G, truncation_psi=truncation_psi, before=rng)
         log.warning("generator output rescaled: %.0f %% of its pixel values were outside [-1, 1] (clipped on saving); "
                     "now %.1f %% (--calibrate-output off to keep it as is)", 100 * rng["clipped_fraction"],
                     100 * info["calibration"]["clipped_fraction_after"])
