@@ -509,6 +509,8 @@ def load_edit_context(model, features, *, clinical=None, column: str | None = No
     ConfigError
         The model uses covariates and no clinical table is given; the model is not on latents.
     """
+    import pyarrow.parquet as pq
+
     from facefeat.explain.direction import latent_block_columns
     from facefeat.explain.probes import read_latents
     from facefeat.survival.dataset import load_model_dataset
@@ -530,11 +532,9 @@ def load_edit_context(model, features, *, clinical=None, column: str | None = No
     if X is None:
         X = load_model_dataset(meta, clinical=clinical, features=files, require_target=False, sep=sep,
                                decimal=decimal).X
-    latent_files = [f for f in (files if isinstance(files, list) else [files])]
+    latent_files = files if isinstance(files, list) else [files]
     src = None
     for f in latent_files:
-        import pyarrow.parquet as pq
-
         paths = sorted(Path(f).glob("*.parquet")) if Path(f).is_dir() else [Path(f)]
         for p in paths:
             if col in pq.read_schema(p).names:
