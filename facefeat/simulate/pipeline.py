@@ -186,6 +186,13 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (na * nb)) if na > 0 and nb > 0 else math.nan
 
 
+def _model_params(model: str, model_params: dict | None) -> dict[str, Any]:
+    """``model_params``, or :data:`DEFAULT_MODEL_PARAMS` for the default model when none are given."""
+    if model_params is not None:
+        return dict(model_params)
+    return dict(DEFAULT_MODEL_PARAMS) if model == DEFAULT_MODEL else {}
+
+
 def make_estimator(model: str = DEFAULT_MODEL, model_params: dict | None = None, *, pca: Any = None,
                    columns: list[str] | None = None, seed: int = 0):
     """The survival estimator of the simulation: standardised latent columns (optionally PCA) and
@@ -193,7 +200,7 @@ def make_estimator(model: str = DEFAULT_MODEL, model_params: dict | None = None,
     from facefeat.survival.blocks import FeatureBlock
     from facefeat.survival.estimator import SurvivalEstimator
 
-    params = dict(DEFAULT_MODEL_PARAMS if model_params is None and model == DEFAULT_MODEL else (model_params or {}))
+    params = _model_params(model, model_params)
     block = FeatureBlock(columns=columns, categorical=(), impute="median", scale=True, pca=pca, random_state=seed)
     return SurvivalEstimator(model, model_params=params or None, blocks={"image": block}, random_state=seed)
 
@@ -436,8 +443,7 @@ def model_cohort(cohort: Cohort, clinical: pd.DataFrame, direction: np.ndarray, 
         "recovered": {**fig, "cosine": cosine(rec_dir, direction), "null_model": not np.any(rec_dir)},
         "oracle": {**ofig, "cosine": cosine(orc_dir, direction), "null_model": not np.any(orc_dir)},
         "c_index_gap": ofig["c_index"] - fig["c_index"],
-        "model": {"name": model, "params": model_params if model_params is not None else
-                  (DEFAULT_MODEL_PARAMS if model == DEFAULT_MODEL else {}), "pca": pca, "folds": folds,
+        "model": {"name": model, "params": _model_params(model, model_params), "pca": pca, "folds": folds,
                   "repeats": repeats, "scaling": "standardised columns (training fold)"},
         "timings": {"fit_cv": t1 - t0, "oracle_fit_cv": t2 - t1},
         "recovered_direction": rec_dir.tolist(),
