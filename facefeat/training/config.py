@@ -212,23 +212,60 @@ class TrainingConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["betas"] = list(self.betas)
-        d["metrics"] = list(self.metrics)
-        return d
+        return config_to_dict(self, ("betas", "metrics"))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainingConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"training config: unknown fields {unknown}; known: {sorted(known)}")
-        kw = dict(d)
-        if "betas" in kw:
-            kw["betas"] = tuple(kw["betas"])
-        if "metrics" in kw:
-            kw["metrics"] = tuple(kw["metrics"])
-        return cls(**kw)
+        return config_from_dict(cls, d, label="training config", tuple_fields=("betas", "metrics"))
 
     def replace(self, **changes: Any) -> TrainingConfig:
         return dataclasses.replace(self, **changes)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared by the training configs (TrainingConfig here, encoder.EncoderTrainingConfig)
+# --------------------------------------------------------------------------------------------
+
+def config_to_dict(config: Any, tuple_fields: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``dataclasses.asdict(config)`` with the tuple fields as lists (plain JSON values)."""
+    d = dataclasses.asdict(config)
+    for name in tuple_fields:
+        d[name] = list(getattr(config, name))
+    return d
+
+
+def config_from_dict(cls: type, d: Mapping[str, Any], *, label: str, tuple_fields: tuple[str, ...] = ()) -> Any:
+    """``cls(**d)`` after rejecting unknown fields and turning ``tuple_fields`` back into tuples."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"{label}: unknown fields {unknown}; known: {sorted(known)}")
+    kw = dict(d)
+    for name in tuple_fields:
+        if name in kw:
+            kw[name] = tuple(kw[name])
+    return cls(**kw)
+
+
+def changed_fields(config: Any, defaults: Any) -> dict[str, Any]:
+    """The fields of ``config`` that differ from ``defaults`` (what a resuming caller asked for)."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+            if getattr(config, f.name) != getattr(defaults, f.name)}
+
+
+def resume_config(saved: Any, overrides: Mapping[str, Any], *, resumable: tuple[str, ...], restart: str) -> Any:
+    """``saved`` (a resumed run's config) with ``overrides`` applied.
+
+    An override that is None or equal to the saved value is ignored; any other change of a
+    field outside ``resumable`` raises :class:`~facefeat.errors.ConfigError` telling the user to
+    start a new run with ``restart`` (e.g. ``--init OUT/x.safetensors``) instead.
+    """
+    changed = {}
+    for k, v in overrides.items():
+        if v is None or getattr(saved, k) == v:
+            continue
+        if k not in resumable:
+            raise ConfigError(f"resume: {k} was {getattr(saved, k)!r} in this run and cannot change to {v!r} "
+                              f"(only {', '.join(resumable)} can); start a new run with {restart} to change it")
+        changed[k] = v
+    return dataclasses.replace(saved, **changed)

@@ -105,6 +105,7 @@ import torch
 import torch.nn.functional as F
 
 from facefeat.errors import ConfigError, InputError, ModelError
+from facefeat.training.config import changed_fields, config_from_dict, config_to_dict, resume_config
 
 log = logging.getLogger("facefeat.training.encoder")
 
@@ -224,20 +225,11 @@ class EncoderTrainingConfig:
                 raise ConfigError(f"encoder training: input_size={s!r} must be a power of two >= 32 (e4e: 256)")
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["betas"] = list(self.betas)
-        return d
+        return config_to_dict(self, ("betas",))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EncoderTrainingConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"encoder training config: unknown fields {unknown}")
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        return cls(**d)
+        return config_from_dict(cls, d, label="encoder training config", tuple_fields=("betas",))
 
     def replace(self, **changes: Any) -> EncoderTrainingConfig:
         return dataclasses.replace(self, **changes)
@@ -986,19 +978,9 @@ def train_encoder(generator=None, *, out: str | os.PathLike, images=None,
         state = snap.load_state(path)
         if state.get("kind") != STATE_KIND:
             raise ModelError(f"{path}: not an encoder-training snapshot (kind {state.get('kind')!r})")
-        saved = EncoderTrainingConfig.from_dict(state["config"])
-        defaults = EncoderTrainingConfig()
-        changes = {}
-        for f in dataclasses.fields(EncoderTrainingConfig):
-            v = getattr(config, f.name)
-            if v == getattr(defaults, f.name) or v == getattr(saved, f.name):
-                continue
-            if f.name not in RESUMABLE_OVERRIDES:
-                raise ConfigError(f"resume: {f.name} was {getattr(saved, f.name)!r} in this run and cannot change to "
-                                  f"{v!r} (only {', '.join(RESUMABLE_OVERRIDES)} can); start a new run with "
-                                  f"--init-from {out / FINAL_NAME} to change it")
-            changes[f.name] = v
-        config = saved.replace(**changes)
+        config = resume_config(EncoderTrainingConfig.from_dict(state["config"]),
+                               changed_fields(config, EncoderTrainingConfig()), resumable=RESUMABLE_OVERRIDES,
+                               restart=f"--init-from {out / FINAL_NAME}")
         if generator is None:
             generator = json.loads(state["generator"]).get("source")
             if generator in (None, "in-memory Generator"):

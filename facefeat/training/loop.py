@@ -45,7 +45,7 @@ from facefeat.errors import ConfigError, FacefeatError, InputError, ModelError
 from facefeat.models.stylegan2.config import DiscriminatorConfig, GeneratorConfig
 from facefeat.models.stylegan2.networks import Discriminator, Generator
 from facefeat.training.augment import AdaController, AugmentPipe
-from facefeat.training.config import TrainingConfig
+from facefeat.training.config import TrainingConfig, changed_fields, resume_config
 from facefeat.training.data import InfiniteSampler, TrainingImages
 from facefeat.training.ema import ema_beta, update_ema
 from facefeat.training.loss import StyleGAN2Loss
@@ -490,17 +490,8 @@ class Trainer:
         if state.get("weights_sha256") != snap.weights_sha256(stem):
             raise ModelError(f"{stem}: the state file does not belong to these weights (sha256 differs); the snapshot "
                              f"was modified, resume from another one")
-        cfg = TrainingConfig.from_dict(state["config"])
-        changed = {}
-        for k, v in (overrides or {}).items():
-            if v is None or getattr(cfg, k) == v:
-                continue
-            if k not in RESUMABLE_OVERRIDES:
-                raise ConfigError(f"resume: {k} was {getattr(cfg, k)!r} in this run and cannot change to {v!r} "
-                                  f"(only {', '.join(RESUMABLE_OVERRIDES)} can); start a new run with --init "
-                                  f"{stem}.safetensors to change it")
-            changed[k] = v
-        cfg = cfg.replace(**changed)
+        cfg = resume_config(TrainingConfig.from_dict(state["config"]), overrides or {},
+                            resumable=RESUMABLE_OVERRIDES, restart=f"--init {stem}.safetensors")
         G = load_generator(stem, which="G", device=device)
         G_ema = load_generator(stem, which="G_ema", device=device)
         D = load_discriminator(stem, which="D", device=device)
@@ -801,11 +792,9 @@ def train_generator(*, init: str | os.PathLike | None, images: str | os.PathLike
                               f"in this folder")
         state = snap.load_state(snap.state_path(stem))
         saved = TrainingConfig.from_dict(state["config"])
-        defaults = TrainingConfig()
         # Whatever the caller set away from the defaults must either be allowed to change or
         # agree with the saved run (Trainer.from_snapshot checks).
-        overrides = {f: getattr(config, f) for f in TrainingConfig.__dataclass_fields__
-                     if getattr(config, f) != getattr(defaults, f)}
+        overrides = changed_fields(config, TrainingConfig())
         res = json.loads(snap.stem_of(stem).with_name(snap.stem_of(stem).name + ".json").read_text())
         resolution = int(res["networks"]["G_ema"]["config"]["img_resolution"])
         cfg_for_data = saved
