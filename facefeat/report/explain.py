@@ -86,8 +86,6 @@ def check_subjects(study: Study, subjects: Sequence[str]) -> None:
 
 def default_subjects(oof: Any, candidates: Sequence[str], n: int) -> list[str]:
     """``n`` subjects spread over the out-of-fold risk: lowest, middle, highest, ..."""
-    import pandas as pd
-
     cand = set(map(str, candidates))
     if "id" in oof.columns:
         d = oof[oof["id"].astype(str).isin(cand)].sort_values("risk")
@@ -99,7 +97,7 @@ def default_subjects(oof: Any, candidates: Sequence[str], n: int) -> list[str]:
     if n >= len(ids):
         return ids
     picks = np.unique(np.rint(np.linspace(0, len(ids) - 1, n)).astype(int))
-    return [ids[i] for i in picks] if isinstance(ids, list) else list(pd.Series(ids).iloc[picks])
+    return [ids[i] for i in picks]
 
 
 def _checkpoint_found(path: str | None) -> bool:
@@ -156,8 +154,8 @@ def explain_parts(study: Study, val: Any, *, subjects: Sequence[str] | None, ste
     if missing:
         return _absent(missing)
     G = edit.load_edit_generator(spec, device=device)
-    ok_subjects = [s for s in map(str, study.dataset.X.index)]
-    chosen = list(subjects) if subjects else default_subjects(val.oof, ok_subjects, n_subjects)
+    chosen = list(subjects) if subjects else default_subjects(val.oof, list(map(str, study.dataset.X.index)),
+                                                              n_subjects)
     results, failed = [], []
     log.info("rendering edits of %d subject(s) with %s", len(chosen), spec.get("checkpoint"))
     for s in chosen:
@@ -174,14 +172,13 @@ def _direction_rows(direction: Any, spec: dict, G: Any) -> list[tuple[str, Any]]
     d = direction.describe()
     prov = direction.provenance or {}
     shape = prov.get("latent_shape") or list(direction.vector.shape)
-    rows = [("latent column", f"{prov.get('latent_column', '')} (shape {list(shape)}; "
+    return [("latent column", f"{prov.get('latent_column', '')} (shape {list(shape)}; "
                               f"{'W: the same step on every W+ row' if direction.space == 'w' else 'W+: one step per row'})"),
             ("units", d.get("units")), ("length of one unit step", direction.norm),
             ("gradient norm |g|", prov.get("gradient_norm")),
             ("model", f"{prov.get('model', '')} ({prov.get('fusion', '')} fusion, block {prov.get('block', '')})"),
             ("generator", f"{spec.get('checkpoint')} ({spec.get('network', 'G_ema')}; {G.img_resolution} px, "
                           f"{G.num_ws} W+ rows)")]
-    return rows
 
 
 def _monotonic(values: np.ndarray) -> bool:
