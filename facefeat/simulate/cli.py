@@ -148,9 +148,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(f"simulated study of {args.n} subjects written to {out}\n")
     print(result.table())
     if grid:
-        pool = result.cohort if args.n >= max(grid) else None
-        _, per_n = pipeline.power_curve(grid, replicates=args.replicates, alpha=args.alpha, seed=args.seed, pool=pool,
-                                        out=out, progress=lambda s: print("  " + s, flush=True), **common)
+        # the study's cohort is the pool when it is large enough (power_curve renders its own otherwise)
+        _, per_n = pipeline.power_curve(grid, replicates=args.replicates, alpha=args.alpha, seed=args.seed,
+                                        pool=result.cohort, out=out, progress=lambda s: print("  " + s, flush=True), **common)
         cols = ["n", "replicates", "power", "oracle_power", "c_index_mean", "oracle_c_index_mean", "cosine_mean",
                 "oracle_cosine_mean"]
         from facefeat.survival.validation import markdown_table
