@@ -455,7 +455,6 @@ class EncoderTrainer:
             input_size = encoder.input_size
         else:
             input_size = input_size or cfg.input_size or default_input_size(self.G.img_resolution)
-        if encoder is None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed)
                 encoder = Encoder4Editing(self.G.img_resolution, input_size=input_size)
@@ -735,9 +734,7 @@ class EncoderTrainer:
 
     def save_final(self, out_dir: str | os.PathLike, *, include_decoder: bool = True) -> Path:
         """``encoder-final.pt`` in the official e4e layout (see the module notes)."""
-        from facefeat.models.e4e import save_e4e_checkpoint
-
-        from facefeat.models.e4e import rosinality_decoder_state_dict
+        from facefeat.models.e4e import rosinality_decoder_state_dict, save_e4e_checkpoint
 
         opts = self.opts()
         decoder = None
