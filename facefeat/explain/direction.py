@@ -45,7 +45,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from facefeat.io.atomic import atomic_output
 from facefeat.errors import ConfigError, InputError, ModelError
 from facefeat.explain.probes import _json_default  # the probe files' JSON encoder: one for both formats
 
@@ -171,16 +171,9 @@ class LatentDirection:
         path = Path(path)
         if path.suffix != ".npz":
             raise ConfigError(f"direction files end in .npz, not {path.name!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_output(path, suffix=".npz") as tmp:
             np.savez(tmp, vector=self.vector, gradient=self.gradient,
                      meta=np.array(json.dumps(self.describe(), sort_keys=True, default=_json_default)))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return path
 
     # -- other sources ----------------------------------------------------------------------

@@ -335,22 +335,15 @@ def edit_grid(frames, labels: Sequence[str] | None = None, *, min_size: int = 12
 def save_gif(frames, path: str | os.PathLike, labels: Sequence[str] | None = None, *, duration_ms: int = 400,
              min_size: int = 128, loop: int = 0) -> Path:
     """An animated GIF with one frame per edit step (each with its label), written atomically."""
-    import tempfile
-
     imgs = [edit_grid([f], [labels[i]] if labels else None, min_size=min_size) for i, f in enumerate(frames)]
     if not imgs:
         raise ConfigError("save_gif needs at least one frame")
+    from facefeat.io.atomic import atomic_output
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".gif", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=".gif") as tmp:
         imgs[0].save(tmp, format="GIF", save_all=True, append_images=imgs[1:], duration=int(duration_ms), loop=loop,
                      optimize=False, disposal=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -505,22 +505,14 @@ class LinearProbe:
     def save(self, path: str | Path) -> Path:
         """Write the probe as one safetensors file (``coef`` float64, JSON description in the
         header metadata), atomically."""
-        import os
-        import tempfile
-
         from safetensors.numpy import save_file
 
+        from facefeat.io.atomic import atomic_output
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_output(path) as tmp:
             save_file({"coef": np.ascontiguousarray(self.coef, dtype=np.float64)}, tmp,
                       metadata={_METADATA_KEY: json.dumps(self.describe(), sort_keys=True, default=_json_default)})
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return path
 
 

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from facefeat.io.atomic import atomic_output
 from facefeat.errors import ConfigError, FacefeatError
 
 __all__ = [
@@ -257,26 +258,18 @@ def layer_table(direction, num_ws: int | None = None):
 
 def save_table(table, path: str | os.PathLike) -> Path:
     """Write a table as CSV or Parquet (by the suffix), atomically."""
-    import tempfile
 
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ConfigError(f"{path.name}: tables are written as .csv or .parquet")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        plain = table.copy()
-        plain.attrs = {}
+    plain = table.copy()
+    plain.attrs = {}
+    with atomic_output(path, suffix=suffix) as tmp:
         if suffix == ".csv":
             plain.to_csv(tmp, index=False)
         else:
             plain.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

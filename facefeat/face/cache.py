@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from facefeat.io.atomic import atomic_output
 from facefeat.face.align import ALIGN_VERSION
 from facefeat.face.dlib_models import DLIB_MODEL_SHA256
 from facefeat.io.hashing import sha256_bytes
@@ -154,19 +154,7 @@ class AlignedCache:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"aligned crop must be uint8 (S, S, 3), got {image.dtype} {image.shape}")
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                # compress_level 1: PNG stays lossless; higher levels cost time for a few % of size.
-                PIL.Image.fromarray(np.ascontiguousarray(image)).save(fh, format="PNG", compress_level=1)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_output(path, fsync=True) as tmp:
+            # compress_level 1: PNG stays lossless; higher levels cost time for a few % of size.
+            PIL.Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="PNG", compress_level=1)
         return path

@@ -15,8 +15,6 @@ Run provenance is JSON under the schema metadata key ``facefeat``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -24,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from facefeat.errors import InputError
+from facefeat.io.atomic import atomic_output
 
 PROVENANCE_KEY = b"facefeat"
 KEY_COLUMNS = ("image_id", "subject_id", "path", "status", "error")
@@ -68,17 +67,8 @@ def write_parquet_atomic(table: pa.Table, path: str | Path) -> Path:
     A crash at any moment leaves either the old file or the new one, never a partial file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path, fsync=True) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

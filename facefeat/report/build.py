@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+from facefeat.io.atomic import atomic_output
 from facefeat.errors import ConfigError
 
 log = logging.getLogger("facefeat.report")
@@ -157,16 +157,6 @@ def write_report(run_dir: str | os.PathLike, model_dir: str | os.PathLike, out: 
     """:func:`build_report` written to ``out`` atomically (temporary file, then rename)."""
     text = build_report(run_dir, model_dir, **kwargs)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is for sharing
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(out, umask_mode=True) as tmp:  # a report is for sharing: not mkstemp's 0600
+        tmp.write_text(text, encoding="utf-8")
     return out

@@ -500,17 +500,6 @@ def _json(v: Any) -> Any:
     return str(v)
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
 def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict, direction: np.ndarray,
                 moments: dict, times: dict) -> None:
     """Write the simulated study in the toolkit's standard layout (see docs/simulate.md)."""
@@ -519,6 +508,7 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
 
     from facefeat._version import __version__
     from facefeat.engine.extractor import embedding_array, embedding_field
+    from facefeat.io.atomic import write_bytes_atomic
     from facefeat.io.hashing import sha256_bytes, sha256_file
     from facefeat.io.tables import table_schema, write_parquet_atomic
     from facefeat.report.figures import array_png
@@ -542,7 +532,7 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
     for sid, img in zip(cohort.subject_ids, cohort.images):
         data = array_png(img)
         p = img_dir / f"{sid}.png"
-        _atomic_bytes(p, data)
+        write_bytes_atomic(p, data)
         ids.append(sha256_bytes(data))
         paths.append(str(p.resolve()))
     # feature table, as the stylegan2 extractor writes it

@@ -8,14 +8,13 @@ checks the hash first. joblib files are pickles: load only model directories you
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from facefeat.io.atomic import write_bytes_atomic
 from facefeat.errors import DataError, ModelError
 
 MODEL_FILE = "model.joblib"
@@ -45,17 +44,6 @@ def _json_safe(v: Any) -> Any:
     if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
         return v.item()
     return repr(v)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_model(model_dir: str | Path, estimator: Any, *, schema: dict, settings: dict | None = None,
@@ -99,8 +87,8 @@ def save_model(model_dir: str | Path, estimator: Any, *, schema: dict, settings:
             "argv": sys.argv,
         }),
     }
-    _atomic_write(model_dir / MODEL_FILE, data)
-    _atomic_write(model_dir / META_FILE, json.dumps(meta, indent=2).encode())
+    write_bytes_atomic(model_dir / MODEL_FILE, data)
+    write_bytes_atomic(model_dir / META_FILE, json.dumps(meta, indent=2).encode())
     return model_dir
 
 

@@ -11,14 +11,13 @@ reconstructions.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
 
+from facefeat.io.atomic import atomic_output
 from facefeat.errors import ConfigError
 
 #: ``diag__<extractor>__<name>``: (arrow type, unit, range, description).
@@ -80,15 +79,8 @@ def write_png_atomic(array: np.ndarray, path: Path) -> None:
     """Write an RGB uint8 image as PNG through a temporary file (no half-written PNG after a crash)."""
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         Image.fromarray(array, "RGB").save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_reconstructions(folder: str | Path, image_ids: Iterable[str], images: np.ndarray) -> list[str]:

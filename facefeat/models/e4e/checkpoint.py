@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from facefeat.io.atomic import atomic_output
 from facefeat.errors import ModelError
 from facefeat.models.e4e.network import (
     INPUT_SIZE,
@@ -483,15 +483,8 @@ def save_e4e_checkpoint(
     ckpt: dict[str, Any] = {"state_dict": sd, "opts": opts}
     if latent_avg is not None:
         ckpt["latent_avg"] = _to_cpu(latent_avg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(ckpt, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        torch.save(ckpt, tmp)
     return path
 
 

@@ -18,7 +18,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import torch
 
+from facefeat.io.atomic import atomic_output
 from facefeat.errors import ModelError
 from facefeat.io.hashing import sha256_file
 from facefeat.models.stylegan2.config import DiscriminatorConfig, GeneratorConfig
@@ -209,19 +209,6 @@ def facefeat_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
-def _atomic_write_bytes(path: Path, data_writer) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        data_writer(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_facefeat(path: str | os.PathLike, networks: Mapping[str, Generator | Discriminator], *,
                   provenance: Mapping[str, Any] | None = None, overwrite: bool = False) -> tuple[Path, Path]:
     """Write networks as ``NAME.safetensors`` + ``NAME.json``; returns both paths.
@@ -261,7 +248,8 @@ def save_facefeat(path: str | os.PathLike, networks: Mapping[str, Generator | Di
         if kind == "generator":
             entries[name]["w_avg_source"] = getattr(net, "w_avg_source", "")
     metadata = {"format": FACEFEAT_FORMAT, "format_version": str(FACEFEAT_FORMAT_VERSION)}
-    _atomic_write_bytes(weights, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    with atomic_output(weights) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
     doc = {
         "format": FACEFEAT_FORMAT,
         "format_version": FACEFEAT_FORMAT_VERSION,
@@ -275,7 +263,8 @@ def save_facefeat(path: str | os.PathLike, networks: Mapping[str, Generator | Di
         },
     }
     text = json.dumps(doc, indent=2, sort_keys=False) + "\n"
-    _atomic_write_bytes(cfg_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    with atomic_output(cfg_path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return weights, cfg_path
 
 
