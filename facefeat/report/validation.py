@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from facefeat.errors import DataError, InputError
+from facefeat.survival.metrics import assign_risk_groups, risk_cutoffs
 
 #: Where a stored cross-validation (``facefeat evaluate --out ...``) is looked for, in MODEL_DIR.
 STORED_CV_DIRS = ("cv", "evaluate", ".")
@@ -68,12 +69,6 @@ def find_stored_cv(model_dir: str | Path) -> Path | None:
     return None
 
 
-def tertile_groups(risk: np.ndarray, n_groups: int = 3) -> np.ndarray:
-    """Group 1 (lowest risk) to ``n_groups`` by quantiles of ``risk``."""
-    cuts = np.quantile(risk, np.linspace(0, 1, n_groups + 1)[1:-1])
-    return np.searchsorted(cuts, risk, side="right") + 1
-
-
 def load_stored_cv(cv_dir: str | Path, *, risk_groups: int = 3) -> Validation:
     """Read ``results.json`` and ``oof_predictions.csv`` written by ``facefeat evaluate``."""
     cv_dir = Path(cv_dir)
@@ -95,7 +90,8 @@ def load_stored_cv(cv_dir: str | Path, *, risk_groups: int = 3) -> Validation:
         rule = (f"{risk_groups} groups by the quantiles of each training fold's risk, applied to its test fold "
                 "(as stored by 'facefeat evaluate')")
     else:
-        oof["risk_group"] = tertile_groups(oof["risk"].to_numpy(float), risk_groups)
+        oof["risk_group"] = assign_risk_groups(oof["risk"].to_numpy(float),
+                                              risk_cutoffs(oof["risk"].to_numpy(float), risk_groups))
         rule = f"{risk_groups} groups by quantiles of the pooled out-of-fold risk (first CV repeat)"
     calibration = {float(t): pd.DataFrame(rows) for t, rows in (data.get("calibration") or {}).items()}
     summary = pd.DataFrame(data.get("summary") or [])

@@ -264,9 +264,8 @@ def _saved_model_data(args: argparse.Namespace, meta: dict, *, require_target: b
 # -- commands --------------------------------------------------------------------------------------
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from facefeat.survival.dataset import dataset_schema
+    from facefeat.survival.metrics import risk_cutoffs
     from facefeat.survival.persist import save_model
 
     ds = _load(args)
@@ -274,7 +273,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     est.fit(ds.X, ds.y)
     ds.report.extend(est.report_)
     risk = est.predict(ds.X)
-    cutoffs = np.quantile(risk, [0.5]).tolist()
+    cutoffs = risk_cutoffs(risk, 2).tolist()
     settings = {**_data_settings(args), "risk_cutoffs": cutoffs, "covariates_used": ds.blocks.get("clinical", [])}
     provenance = {"sources": ds.sources, "feature_table_metadata": [t.get("metadata") for t in ds.feature_schema],
                   "n_subjects": int(len(ds.y)), "n_events": int(ds.y["event"].sum())}
@@ -361,7 +360,7 @@ def _evaluate_saved(args, out: Path, times, cal_times) -> int:
     import numpy as np
 
     from facefeat.survival import plots
-    from facefeat.survival.metrics import evaluate
+    from facefeat.survival.metrics import assign_risk_groups, evaluate
     from facefeat.survival.persist import load_model
 
     est, meta = load_model(args.model_dir)
@@ -369,7 +368,7 @@ def _evaluate_saved(args, out: Path, times, cal_times) -> int:
     res = evaluate(est, ds.X, ds.y, times=times, tau=args.tau, calibration_times=cal_times,
                    n_bootstrap=args.bootstrap, random_state=args.seed)
     cut = np.asarray(meta["settings"].get("risk_cutoffs") or [np.median(res.risk)])
-    group = np.searchsorted(cut, res.risk, side="right") + 1
+    group = assign_risk_groups(res.risk, cut)
     p = plots.plot_km_by_risk_group(ds.y["time"], ds.y["event"], group, out / "km_risk_groups.png",
                                     title="Held-out subjects by training risk cut-off")
     plots.plot_td_auc(res.auc_curve, out / "td_auc.png")
@@ -389,7 +388,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from facefeat.survival.metrics import survival_at
+    from facefeat.survival.metrics import assign_risk_groups, survival_at
     from facefeat.survival.persist import load_model
 
     est, meta = load_model(args.model_dir)
@@ -397,7 +396,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ds = _saved_model_data(args, meta, require_target=False)
     risk = est.predict(ds.X)
     cut = np.asarray(settings.get("risk_cutoffs") or [np.median(risk)])
-    out = pd.DataFrame({"subject_id": ds.X.index, "risk": risk, "risk_group": np.searchsorted(cut, risk, side="right") + 1})
+    out = pd.DataFrame({"subject_id": ds.X.index, "risk": risk, "risk_group": assign_risk_groups(risk, cut)})
     times = _floats(args.times, "--times")
     if times:
         surv = survival_at(est, ds.X, np.asarray(times))

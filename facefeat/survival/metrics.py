@@ -53,6 +53,20 @@ def default_tau(y: Any) -> float:
     return float(np.quantile(time, 0.8))
 
 
+def risk_cutoffs(risk: np.ndarray, n_groups: int) -> np.ndarray:
+    """Cut-offs splitting ``risk`` into ``n_groups`` groups of equal size (its inner quantiles).
+
+    Computed on training risks and applied to new subjects with :func:`assign_risk_groups`, so no
+    subject is grouped by its own prediction's rank in the test data.
+    """
+    return np.quantile(np.asarray(risk, float), np.linspace(0, 1, n_groups + 1)[1:-1])
+
+
+def assign_risk_groups(risk: np.ndarray, cutoffs: np.ndarray) -> np.ndarray:
+    """Risk group 1 (lowest) to ``len(cutoffs) + 1`` of each risk; a risk equal to a cut-off goes up."""
+    return np.searchsorted(np.asarray(cutoffs, float), np.asarray(risk, float), side="right") + 1
+
+
 def survival_at(estimator: Any, X: Any, times: np.ndarray) -> np.ndarray:
     """Predicted survival probabilities, shape (n_samples, len(times))."""
     times = np.asarray(times, float)

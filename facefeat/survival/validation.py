@@ -29,10 +29,12 @@ from facefeat.errors import ConfigError, DataError
 from facefeat.survival.metrics import (
     METRICS,
     _metrics_core,
+    assign_risk_groups,
     calibration_table,
     default_tau,
     default_times,
     get_scorer,
+    risk_cutoffs,
     survival_at,
 )
 from facefeat.survival.target import check_survival_target, to_structured
@@ -283,8 +285,7 @@ def cross_validate(
         m, curve = _metrics_core(
             risk, None if surv is None else surv[:, : len(ibs_times)], y[tr], y[te], times, ibs_times, tau, notes
         )
-        cuts = np.quantile(risk_tr, np.linspace(0, 1, risk_groups + 1)[1:-1])
-        group = np.searchsorted(cuts, risk, side="right") + 1
+        group = assign_risk_groups(risk, risk_cutoffs(risk_tr, risk_groups))
         cal = None if surv is None else surv[:, len(ibs_times):]
         return m, curve, chosen, fit_s, risk, group, cal, notes
 
