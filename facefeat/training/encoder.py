@@ -562,7 +562,9 @@ class EncoderTrainer:
             parts.append(self.real_batch(self.n_real))
         target = torch.cat(parts) if len(parts) > 1 else parts[0]
         losses = self.losses(target, ws_true)
-        stats = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
+        # one device-to-host copy for all the losses (not one sync per loss)
+        values = torch.stack([v.detach() for v in losses.values()]).tolist()
+        stats = {f"loss/{k}": v for k, v in zip(losses, values)}
         if not math.isfinite(stats["loss/total"]):
             raise NonFiniteError(f"non-finite encoder loss at step {self.step_count} ({stats}); the weights were "
                                  f"not updated")
