@@ -901,9 +901,10 @@ def _truncate_log(path: Path, step: int) -> None:
             if rec.get("event") == "done":
                 continue
             keep.append(line)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
-    os.replace(tmp, path)
+    from facefeat.io.atomic import atomic_output
+
+    with atomic_output(path, umask_mode=True) as tmp:
+        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
 
 def _load_lpips(lpips, device):

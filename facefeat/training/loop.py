@@ -649,6 +649,8 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, grid_size: int) -> 
     """Tile uint8 ``[N, 3, R, R]`` into a ``grid_size``-wide PNG."""
     import PIL.Image
 
+    from facefeat.io.atomic import atomic_output
+
     path = Path(path)
     n, c, h, w = images.shape
     cols = max(1, min(grid_size, n))
@@ -658,10 +660,8 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, grid_size: int) -> 
     for i in range(n):
         r, q = divmod(i, cols)
         canvas[r * h:(r + 1) * h, q * w:(q + 1) * w] = arr[i]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    PIL.Image.fromarray(canvas).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_output(path, umask_mode=True) as tmp:
+        PIL.Image.fromarray(canvas).save(tmp, format="PNG")
     return path
 
 

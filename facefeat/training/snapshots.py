@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -84,17 +83,11 @@ def latest_snapshot(out_dir: str | os.PathLike) -> Path | None:
 
 def save_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """``torch.save`` ``state`` atomically (tensors and plain containers only)."""
+    from facefeat.io.atomic import atomic_output
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         torch.save({"format": STATE_FORMAT, "format_version": STATE_FORMAT_VERSION, **state}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
