@@ -897,9 +897,7 @@ def _truncate_log(path: Path, step: int) -> None:
             rec = json.loads(line)
         except ValueError:
             continue  # a line cut by the interruption
-        if int(rec.get("step", 0) or 0) <= step or rec.get("event") in ("start",):
-            if rec.get("event") == "done":
-                continue
+        if (int(rec.get("step", 0) or 0) <= step or rec.get("event") == "start") and rec.get("event") != "done":
             keep.append(line)
     from facefeat.io.atomic import atomic_output
 
