@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -228,31 +227,10 @@ def build_estimator(args: argparse.Namespace, ds: Any):
                              combiner=args.combiner, weights=weights, random_state=args.seed)
 
 
-def _clean(v: Any) -> Any:
-    import numpy as np
-
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _clean(v.tolist())
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if v is None or isinstance(v, (str, int, bool)):
-        return v
-    return repr(v)
-
-
 def _write_results(out: Path, data: dict, markdown: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(_clean(data), indent=2))
-    (out / "results.md").write_text(markdown)
+    from facefeat.survival.results import write_results
+
+    write_results(out, data, markdown)
 
 
 def _saved_model_data(args: argparse.Namespace, meta: dict, *, require_target: bool):
@@ -302,7 +280,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         except Exception:  # models without coefficients
             pass
     md.append("\n## Data handling\n\n" + ds.report.to_markdown())
-    (out / "fit_report.json").write_text(json.dumps(_clean(info), indent=2))
+    from facefeat.survival.results import clean_json
+
+    (out / "fit_report.json").write_text(json.dumps(clean_json(info), indent=2))
     (out / "fit_report.md").write_text("".join(md))
     print(f"fitted {args.model} ({args.fusion} fusion) on {info['n']} subjects, {info['events']} events; "
           f"apparent C-index {c:.3f}; model saved to {out}")
@@ -347,13 +327,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     plots.plot_td_auc(res.auc, out / "td_auc.png")
     if res.calibration:
         plots.plot_calibration(res.calibration, out / "calibration.png")
-    res.oof.to_csv(out / "oof_predictions.csv", index=False)
-    data = {"mode": "cross-validation", "model": args.model, "fusion": args.fusion, "logrank_p_oof": p,
-            **res.to_dict(), "data_report": ds.report.to_list()}
-    md = (f"# Cross-validation: {args.model}, {args.fusion} fusion\n\n" + res.to_markdown()
-          + f"\nLog-rank p between out-of-fold risk groups (first repeat): {p:.3g}\n\n## Data handling\n\n"
-          + ds.report.to_markdown())
-    _write_results(out, data, md)
+    from facefeat.survival.dataset import dataset_schema
+    from facefeat.survival.persist import spec_fingerprint
+    from facefeat.survival.results import write_cv_results
+
+    # nested tuning makes it another specification than any one fitted model
+    spec = spec_fingerprint(est, dataset_schema(ds), {**_data_settings(args), **({"param_grid": grid} if grid else {})})
+    write_cv_results(out, res, model=args.model, fusion=args.fusion, spec_sha256=spec,
+                     title=f"Cross-validation: {args.model}, {args.fusion} fusion",
+                     extra={"logrank_p_oof": p, "data_report": ds.report.to_list()},
+                     extra_markdown=f"\nLog-rank p between out-of-fold risk groups (first repeat): {p:.3g}\n\n"
+                                    "## Data handling\n\n" + ds.report.to_markdown())
     s = res.summary.set_index("metric")["mean"]
     print(f"{args.repeats}x{args.folds}-fold CV: C-index {s['c_index']:.3f}, Uno's C {s['uno_c']:.3f}, "
           f"IBS {s['ibs']:.3f}; results in {out}")
