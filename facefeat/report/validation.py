@@ -168,12 +168,16 @@ def compute_cv(estimator: Any, X: Any, y: Any, *, n_splits: int = 5, n_repeats: 
     return val
 
 
-def group_table(oof: pd.DataFrame) -> list[dict]:
-    """Per risk group: subjects, events, median follow-up and Kaplan-Meier median survival."""
+def group_table(oof: pd.DataFrame, *, unit: str | None = None) -> list[dict]:
+    """Per risk group: subjects, events, mean risk and Kaplan-Meier median survival (in ``unit``)."""
     from sksurv.nonparametric import kaplan_meier_estimator
+
+    from facefeat.survival.plots import risk_group_names
 
     rows = []
     groups = sorted(oof["risk_group"].unique())
+    names = risk_group_names(groups)
+    median_col = f"median survival (KM, {unit})" if unit else "median survival (KM)"
     for g in groups:
         d = oof[oof["risk_group"] == g]
         e, t = d["event"].to_numpy(bool), d["time"].to_numpy(float)
@@ -182,8 +186,7 @@ def group_table(oof: pd.DataFrame) -> list[dict]:
             x, s = kaplan_meier_estimator(e, t)
             below = np.flatnonzero(s <= 0.5)
             median = float(x[below[0]]) if len(below) else math.nan
-        label = "low" if g == groups[0] else "high" if g == groups[-1] else "intermediate"
-        rows.append({"risk group": f"{int(g)} ({label})", "subjects": int(len(d)), "events": int(e.sum()),
+        rows.append({"risk group": names[int(g)], "subjects": int(len(d)), "events": int(e.sum()),
                      "mean out-of-fold risk": float(d["risk"].mean()),
-                     "median survival (KM)": median if math.isfinite(median) else "not reached"})
+                     median_col: median if math.isfinite(median) else "not reached"})
     return rows

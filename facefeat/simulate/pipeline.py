@@ -592,7 +592,7 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
     risk = est.predict(ds.X)
     settings = {"id_column": "subject_id", "time": "time", "event": "event", "covariates": "none", "categorical": None,
                 "aggregate": "mean", "image_order": None, "block_per_extractor": False,
-                "risk_cutoffs": np.quantile(risk, [0.5]).tolist(), "covariates_used": []}
+                "time_unit": "simulated time units", "risk_cutoffs": np.quantile(risk, [0.5]).tolist(), "covariates_used": []}
     save_model(out / "model", est, schema=dataset_schema(ds), settings=settings, provenance={
         "sources": ds.sources, "n_subjects": int(len(ds.y)), "n_events": int(ds.y["event"].sum()),
         "feature_table_metadata": [t.get("metadata") for t in ds.feature_schema], "simulation": "facefeat simulate"})

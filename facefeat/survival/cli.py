@@ -65,6 +65,8 @@ def _data_args(p: argparse.ArgumentParser, *, target: bool = True) -> None:
     if target:
         g.add_argument("--time", help="follow-up time column (default time, or the model's)")
         g.add_argument("--event", help="event column, 0/1 or True/False (default event, or the model's)")
+        g.add_argument("--time-unit", help="unit of the time column (days, months, years), shown on every plot and "
+                                           "table; recorded with the model")
     g.add_argument("--covariates", help="comma-separated clinical covariates; default all other columns; 'none' for faces only")
     g.add_argument("--categorical", help="comma-separated covariates to one-hot encode (text columns always are)")
     g.add_argument("--aggregate", choices=("mean", "first", "most_recent"), default="mean",
@@ -179,6 +181,7 @@ def _data_settings(args: argparse.Namespace) -> dict[str, Any]:
         "event": getattr(args, "event", None) or "event",
         "covariates": args.covariates, "categorical": args.categorical, "aggregate": args.aggregate,
         "image_order": args.image_order, "block_per_extractor": args.block_per_extractor,
+        "time_unit": getattr(args, "time_unit", None),
     }
 
 
@@ -322,11 +325,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          inner_cv=args.inner_folds, scoring=args.scoring, times=times, tau=args.tau,
                          calibration_times=cal_times, risk_groups=args.risk_groups, random_state=args.seed,
                          n_jobs=args.jobs)
+    unit = args.time_unit
     p = plots.plot_km_by_risk_group(res.oof["time"], res.oof["event"], res.oof["risk_group"], out / "km_risk_groups.png",
-                                    title="Out-of-fold risk groups (first CV repeat)")
-    plots.plot_td_auc(res.auc, out / "td_auc.png")
+                                    title="Out-of-fold risk groups (first CV repeat)", time_unit=unit)
+    plots.plot_td_auc(res.auc, out / "td_auc.png", time_unit=unit)
     if res.calibration:
-        plots.plot_calibration(res.calibration, out / "calibration.png")
+        plots.plot_calibration(res.calibration, out / "calibration.png", time_unit=unit)
     from facefeat.survival.dataset import dataset_schema
     from facefeat.survival.persist import spec_fingerprint
     from facefeat.survival.results import write_cv_results
@@ -357,11 +361,12 @@ def _evaluate_saved(args, out: Path, times, cal_times) -> int:
                    n_bootstrap=args.bootstrap, random_state=args.seed)
     cut = np.asarray(meta["settings"].get("risk_cutoffs") or [np.median(res.risk)])
     group = assign_risk_groups(res.risk, cut)
+    unit = (meta.get("settings") or {}).get("time_unit")
     p = plots.plot_km_by_risk_group(ds.y["time"], ds.y["event"], group, out / "km_risk_groups.png",
-                                    title="Held-out subjects by training risk cut-off")
-    plots.plot_td_auc(res.auc_curve, out / "td_auc.png")
+                                    title="Held-out subjects by training risk cut-off", time_unit=unit)
+    plots.plot_td_auc(res.auc_curve, out / "td_auc.png", time_unit=unit)
     if res.calibration:
-        plots.plot_calibration(res.calibration, out / "calibration.png")
+        plots.plot_calibration(res.calibration, out / "calibration.png", time_unit=unit)
     data = {"mode": "held-out", "model_dir": str(args.model_dir), "logrank_p": p, **res.to_dict(),
             "data_report": ds.report.to_list()}
     md = (f"# Held-out evaluation of {args.model_dir}\n\n" + res.to_markdown()

@@ -82,8 +82,8 @@ def _json_safe(v: Any) -> Any:
     return repr(v)
 
 
-#: Settings that ``facefeat fit`` derives from the fitted model; they do not specify it.
-FITTED_SETTINGS = ("risk_cutoffs", "covariates_used")
+#: Settings that do not specify a model: what ``facefeat fit`` derives from the fitted model, and labels.
+FITTED_SETTINGS = ("risk_cutoffs", "covariates_used", "time_unit")
 
 
 def _spec(v: Any) -> Any:
