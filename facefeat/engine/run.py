@@ -206,7 +206,7 @@ def run_extraction(config: dict[str, Any], *, registry: Registry | None = None, 
     executor_name = "local"
     if chunks:
         job = WorkerJob(config=plan.config, preprocess=plan.preprocess, fingerprints=fingerprints,
-                        parts_root=str(parts_root), facefeat_version=__version__)
+                        parts_root=str(parts_root.absolute()), facefeat_version=__version__)
         from facefeat.engine.executors import make_executor
 
         with make_executor(spec, jobs=plan.config["jobs"], cluster=plan.config.get("cluster")) as ex:
@@ -476,7 +476,7 @@ def _worker_for(job: WorkerJob) -> _ChunkWorker:
     try:
         extractors = [registry.create(n, job.config[n]) for n in job.config["extractors"]]
     except FacefeatError as exc:
-        raise PluginError(f"worker {worker_label()} cannot set up the extractors: {exc}; install the same "
+        raise PluginError(f"worker {worker_label()} cannot set up the extractors: {str(exc).rstrip('.')}; install the same "
                           "plugins on every worker (see 'facefeat plugins' there)") from None
     settings = Preprocessor(**job.preprocess).settings()
     fingerprints = {e.name: _fingerprint(e, settings) for e in extractors}
