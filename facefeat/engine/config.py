@@ -33,6 +33,9 @@ RUN_CONFIG_SCHEMA: dict[str, Any] = {
         "device": {"type": "string", "pattern": "^(cpu|cuda(:[0-9]+)?|mps)$", "default": "cpu"},
         "cache_dir": {"type": ["string", "null"], "default": None,
                       "description": "aligned-crop cache; default <out>/.cache/aligned"},
+        "paths": {"type": "boolean", "default": True,
+                  "description": "write the path column; false: the tables and run.json name no input file "
+                                 "(docs/tables.md, privacy)"},
         "face": FACE_CONFIG_SCHEMA,
         "align": ALIGN_CONFIG_SCHEMA,
     },

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from facefeat._version import __version__
 from facefeat.engine.config import resolve_run_config
@@ -37,7 +36,8 @@ from facefeat.errors import ConfigError, PluginError
 from facefeat.io.hashing import sha256_bytes, sha256_file
 from facefeat.io.images import STATUSES, ImageRecord
 from facefeat.io.manifest import Inputs, load_inputs
-from facefeat.io.tables import ENGINE_DIAG_FIELDS, KEY_FIELDS, table_schema, write_parquet_atomic
+from facefeat.io.tables import (ENGINE_DIAG_FIELDS, KEY_FIELDS, read_schema, read_table, redact_names, table_schema,
+                                write_feature_table, write_parquet_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -172,11 +172,16 @@ def run_extraction(config: dict[str, Any], *, registry: Registry | None = None, 
     summary = RunSummary(out=out, tables=tables, status_counts={s: counts.get(s, 0) for s in STATUSES},
                          n_images=len(records), n_processed=len(todo), n_reused=n_reused,
                          duplicates=plan.inputs.duplicates, seconds=time.perf_counter() - t0)
-    (out / "run.json").write_text(json.dumps({
+    info = {
         "facefeat_version": __version__, "input": plan.inputs.source, "extractors": list(tables),
         "status_counts": summary.status_counts, "n_images": summary.n_images,
         "duplicates": summary.duplicates, "tables": {k: str(v) for k, v in tables.items()},
-    }, indent=2))
+    }
+    if not plan.config["paths"]:  # --no-paths: no input file named here either
+        info = redact_names(info, [n for r in records for n in (str(r.path), r.path.name)]
+                            + [n for d in plan.inputs.duplicates for k in ("path", "duplicate_of")
+                               for n in (d[k], Path(d[k]).name)])
+    (out / "run.json").write_text(json.dumps(info, indent=2))
     log.info("%s", summary.line())
     return summary
 
@@ -312,11 +317,11 @@ def _sources(out: Path, name: str) -> list[Path]:
 
 def _read_matching(path: Path, fingerprint: str, columns=None) -> pa.Table | None:
     try:
-        meta = pq.read_schema(path).metadata or {}
+        meta = read_schema(path).metadata or {}
         if meta.get(FINGERPRINT_KEY, b"").decode() != fingerprint:
             log.warning("%s was made with other settings; its rows are recomputed", path)
             return None
-        return pq.read_table(path, columns=columns)
+        return read_table(path, columns=columns)
     except Exception as exc:  # an unreadable part is recomputed, never trusted
         log.warning("ignoring unreadable %s: %s", path, exc)
         return None
@@ -355,7 +360,7 @@ def _merge(plan: Plan, ext: Extractor, settings: dict[str, Any], fingerprint: st
         **(table_schema(ext.output_schema(), provenance).metadata or {}),
         FINGERPRINT_KEY: fingerprint.encode(),
     })
-    final = write_parquet_atomic(table, plan.out / f"{ext.name}.parquet")
+    final = write_feature_table(table, plan.out / f"{ext.name}.parquet", paths=plan.config["paths"])
     for part in sources:
         if part != final:
             part.unlink(missing_ok=True)

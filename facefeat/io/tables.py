@@ -319,10 +319,32 @@ def redact_paths(table: pa.Table) -> pa.Table:
         sensitive |= {Path(p).name for p in table.column(c).to_pylist() if p}
     prov = _provenance_of(table.schema)
     table = table.drop_columns(path_columns(table.schema))
+    table = _redact_strings(table, sensitive)
     meta = dict(table.schema.metadata or {})
     if prov:
         meta[PROVENANCE_KEY] = json.dumps(redact_provenance(prov, sensitive), sort_keys=True, default=str).encode()
     return table.replace_schema_metadata(meta)
+
+
+def _redact_strings(table: pa.Table, names: set[str]) -> pa.Table:
+    """Replace file names inside free-text columns (error messages, string diagnostics)."""
+    names = {n for n in names if len(n) >= 3}
+    if not names:
+        return table
+    ordered = sorted(names, key=len, reverse=True)  # a full path before its file name
+    for i, f in enumerate(table.schema):
+        if not pa.types.is_string(f.type) or f.name in ("image_id", "subject_id", "status"):
+            continue
+        values = table.column(i).to_pylist()
+        changed = False
+        for j, v in enumerate(values):
+            if v and any(n in v for n in ordered):
+                for n in ordered:
+                    v = v.replace(n, "<file>")
+                values[j], changed = v, True
+        if changed:
+            table = table.set_column(i, f, pa.array(values, f.type))
+    return table
 
 
 def redact_provenance(prov: dict[str, Any], sensitive: Iterable[str] = ()) -> dict[str, Any]:
@@ -342,8 +364,14 @@ def redact_provenance(prov: dict[str, Any], sensitive: Iterable[str] = ()) -> di
                 kept[f"n_{k}"] = len(v)
         kept["paths_removed"] = True
         prov["input"] = kept
-    names = {s for s in sensitive if s and len(s) >= 3}
-    return _scrub(prov, names) if names else prov
+    return redact_names(prov, sensitive)
+
+
+def redact_names(record: Any, names: Iterable[str]) -> Any:
+    """A copy of a JSON-like record in which every string holding one of ``names`` (paths or
+    file names; those under 3 characters are ignored) is replaced by :data:`REDACTED`."""
+    names = {str(n) for n in names if n and len(str(n)) >= 3}
+    return _scrub(record, names) if names else record
 
 
 def _scrub(value: Any, names: set[str]) -> Any:
