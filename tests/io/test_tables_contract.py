@@ -227,3 +227,21 @@ def test_assemble_and_write_without_paths(tmp_path):
     assert prov["input"]["n_duplicates"] == 1 and prov["input"]["paths_removed"] is True
     with pytest.raises(DataError, match="not in the table layout"):
         assemble_table(schema, {**columns, "other__x": [1, 2]})
+
+
+def test_inspect_output_follows_the_documented_schema(run2, tmp_path):
+    import jsonschema
+
+    from facefeat.io.tables import summarize_tables
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    schema = json.loads((root / "schemas" / "feature-table.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    reports = json.loads(json.dumps(summarize_tables(run2), default=str))
+    for rep in reports:
+        assert list(validator.iter_errors(rep)) == []
+    broken = dict(reports[0], columns=reports[0]["columns"][1:])  # no image_id first
+    assert list(validator.iter_errors(broken))
+    broken = dict(reports[0], status_counts={"okay": 3})
+    assert list(validator.iter_errors(broken))
