@@ -36,8 +36,8 @@ from facefeat.errors import ConfigError, PluginError
 from facefeat.io.hashing import sha256_bytes, sha256_file
 from facefeat.io.images import STATUSES, ImageRecord
 from facefeat.io.manifest import Inputs, load_inputs
-from facefeat.io.tables import (ENGINE_DIAG_FIELDS, KEY_FIELDS, read_schema, read_table, redact_names, table_schema,
-                                write_feature_table, write_parquet_atomic)
+from facefeat.io.tables import (ENGINE_DIAG_FIELDS, KEY_FIELDS, conform_table, read_schema, read_table, redact_names,
+                                table_schema, write_feature_table, write_parquet_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ def _merge(plan: Plan, ext: Extractor, settings: dict[str, Any], fingerprint: st
     sources = _sources(plan.out, ext.name)
     pieces = [t for t in (_read_matching(p, fingerprint) for p in sources) if t is not None]
     schema = table_schema(ext.output_schema())
-    combined = pa.concat_tables([t.replace_schema_metadata(None).cast(schema) for t in pieces]) if pieces else schema.empty_table()
+    combined = pa.concat_tables([conform_table(t, schema) for t in pieces]) if pieces else schema.empty_table()
     order = {r.key: i for i, r in enumerate(plan.inputs.records)}
     ids, subjects = combined.column("image_id").to_pylist(), combined.column("subject_id").to_pylist()
     first: dict[tuple[str, str], int] = {}

@@ -279,6 +279,15 @@ def assemble_table(extractor_schema: pa.Schema, columns: dict[str, Any], *, prov
     return table if paths else redact_paths(table)
 
 
+def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` cast to ``schema`` without metadata; a table written without paths (``--no-paths``)
+    gets an empty ``path`` column back, so it can be merged with new rows and redacted again."""
+    if "path" in schema.names and "path" not in table.column_names:
+        table = table.add_column(schema.get_field_index("path"), schema.field("path"),
+                                 pa.array([""] * table.num_rows, pa.string()))
+    return table.replace_schema_metadata(None).select(schema.names).cast(schema)
+
+
 def write_feature_table(table: pa.Table, path: str | Path, *, paths: bool = True) -> Path:
     """Write a feature table atomically; without file names when ``paths`` is False.
 
@@ -309,8 +318,11 @@ def redact_paths(table: pa.Table) -> pa.Table:
         paths = [p for p in table.column("path").to_pylist() if p]
         sensitive |= {str(p) for p in paths} | {Path(p).name for p in paths}
         if "diag__duplicate_of" in names:
-            owner = dict(zip(map(str, paths), table.column("subject_id").to_pylist()))
-            dup = [None if d is None else owner.get(d, REDACTED) for d in table.column("diag__duplicate_of").to_pylist()]
+            owner = {str(p): s for p, s in zip(table.column("path").to_pylist(), table.column("subject_id").to_pylist())
+                     if p}
+            # a value that is no path is already a subject id (a table written without paths, resumed)
+            dup = [None if d is None else owner.get(d, REDACTED if ("/" in d or "\\" in d) else d)
+                   for d in table.column("diag__duplicate_of").to_pylist()]
             i = names.index("diag__duplicate_of")
             table = table.set_column(i, table.schema.field(i), pa.array(dup, pa.string()))
     elif "diag__duplicate_of" in names:

@@ -155,3 +155,16 @@ def test_one_photo_under_two_subjects_extracts_and_fits(tmp_path):
     assert report["n"] == len(ok_subjects)  # both subjects of the shared photo are modelled
     text = json.dumps(report)
     assert "filed under several subjects" in text
+
+
+def test_no_paths_run_resumes_and_keeps_duplicate_subjects(photos, tmp_path):
+    out = tmp_path / "run"
+    args = ["extract", str(photos[0].parent), "--out", str(out), "-e", "landmarks", "--no-paths", "--no-progress"]
+    assert main(args) == 0
+    first = pq.read_table(out / "landmarks.parquet")
+    assert main(args) == 0  # everything reused: the table without paths is merged and written again
+    again = pq.read_table(out / "landmarks.parquet")
+    assert again.select(first.column_names).equals(first)
+    assert "path" not in again.column_names
+    assert [d for d in again.column("diag__duplicate_of").to_pylist() if d] == \
+        [d for d in first.column("diag__duplicate_of").to_pylist() if d]
