@@ -25,23 +25,15 @@ MAX_LISTED_FAILURES = 50
 # -- cohort ----------------------------------------------------------------------------------------
 
 def image_status(study: Study) -> pd.DataFrame:
-    """One row per image of the run: image_id, subject_id, and its status in every table the
-    model uses (``ok`` only where every one says ok, else the first non-ok status)."""
-    merged = None
+    """One row per image of the run: image_id, subject_id, and its status across the tables the
+    model uses, by the one rule of :func:`facefeat.io.features.combine_status` (``ok`` only where
+    every table says ok, else the first non-ok status in extractor order)."""
+    from facefeat.io.tables import read_features
+
     tables = study.model_tables
-    for t in tables:
-        k = t.keys[["image_id", "subject_id", "status"]].rename(columns={"status": f"status__{t.name}"})
-        merged = k if merged is None else merged.merge(k, on=["image_id", "subject_id"], how="outer")
-    cols = [f"status__{t.name}" for t in tables]
-
-    def overall(row):
-        for c in cols:
-            if row[c] != "ok":
-                return row[c] if isinstance(row[c], str) else "missing"
-        return "ok"
-
-    merged["status"] = merged.apply(overall, axis=1) if len(merged) else pd.Series(dtype=str)
-    return merged
+    df = read_features([t.path for t in tables], flatten=False, include_failed=True)
+    cols = ["image_id", "subject_id", "status"] + [c for c in df.columns if c.startswith("status__")]
+    return df[cols]
 
 
 def cohort_section(study: Study) -> h.Section:
@@ -120,15 +112,11 @@ def _photos_per_subject(images: pd.DataFrame, analysed: list[str]) -> str:
 
 
 def _errors(study: Study) -> dict[str, str]:
-    import pyarrow.parquet as pq
+    """Error messages per image across the model's tables (``"<table>: <message>; ..."``)."""
+    from facefeat.io.tables import read_features
 
-    out: dict[str, str] = {}
-    for t in study.tables:
-        tab = pq.read_table(t.path, columns=["image_id", "error"]).to_pandas()
-        for i, e in zip(tab["image_id"], tab["error"]):
-            if isinstance(e, str) and e:
-                out[i] = f"{out[i]}; {t.name}: {e}" if i in out else f"{t.name}: {e}"
-    return out
+    df = read_features([t.path for t in study.model_tables], flatten=False, include_failed=True)
+    return {i: e for i, e in zip(df["image_id"], df["error"]) if isinstance(e, str) and e}
 
 
 # -- features --------------------------------------------------------------------------------------
