@@ -32,6 +32,9 @@ from facefeat.survival.report import DataReport
 
 KEY_COLUMNS = ("image_id", "subject_id", "path", "status", "error")
 REQUIRED_KEYS = ("image_id", "subject_id", "status")
+#: Non-feature columns carried beside the features when a table has them (the survival layer
+#: reports how many photos it used had a face cut by the frame: diag__face_truncated > 0).
+CARRIED = ("path", "diag__face_truncated")
 AGGREGATE_RULES = ("mean", "first", "most_recent")
 
 
@@ -89,8 +92,9 @@ def _read_one(path: Path, keep: Sequence[str], report: DataReport) -> tuple[pd.D
     schema["metadata"] = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in meta.items()}
     out: dict[str, Any] = {"image_id": table.column("image_id").to_pandas().astype(str).to_numpy()}
     out["subject_id"] = table.column("subject_id").to_pandas().astype(str).to_numpy()
-    if "path" in table.column_names:
-        out["path"] = table.column("path").to_pandas().to_numpy()
+    for name in CARRIED:
+        if name in table.column_names:
+            out[name] = table.column(name).to_pandas().to_numpy()
     ignored: list[str] = []
     for name in table.column_names:
         if name in KEY_COLUMNS:
@@ -176,10 +180,10 @@ def load_feature_table(
         if merged is None:
             merged = frame
             continue
-        clash = [c for c in frame.columns if c in merged.columns and c not in ("image_id", "subject_id", "path", *keep)]
+        clash = [c for c in frame.columns if c in merged.columns and c not in ("image_id", "subject_id", *CARRIED, *keep)]
         if clash:
             raise DataError(f"feature column(s) {clash[:5]} appear in {f.name} and in an earlier table")
-        frame = frame.drop(columns=[c for c in ("path", *keep) if c in frame.columns and c in merged.columns])
+        frame = frame.drop(columns=[c for c in (*CARRIED, *keep) if c in frame.columns and c in merged.columns])
         # an outer merge sorts by key: keep the first table's row order
         merged = merged.assign(_order=np.arange(len(merged)))
         joined = merged.merge(frame, on="image_id", how="outer", suffixes=("", "__other"), indicator=True)
@@ -203,7 +207,7 @@ def load_feature_table(
             )
         merged = joined.reset_index(drop=True)
     assert merged is not None
-    meta_cols = ["image_id", "subject_id"] + [c for c in ("path", *keep) if c in merged.columns]
+    meta_cols = ["image_id", "subject_id"] + [c for c in (*CARRIED, *keep) if c in merged.columns]
     missing_keep = [c for c in keep if c not in merged.columns]
     if missing_keep:
         raise DataError(f"column(s) {missing_keep} requested but not found in {[f.name for f in files]}")
