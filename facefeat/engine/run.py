@@ -35,6 +35,7 @@ from facefeat.engine.preprocess import Preprocessed, Preprocessor
 from facefeat.engine.registry import Registry, load_registry
 from facefeat.errors import ConfigError, PluginError
 from facefeat.io.hashing import sha256_bytes, sha256_file
+from facefeat.io.jsonsafe import dumps_json
 from facefeat.io.images import STATUSES, ImageRecord
 from facefeat.io.manifest import Inputs, load_inputs
 from facefeat.io.tables import ENGINE_DIAG_FIELDS, KEY_FIELDS, table_schema, write_parquet_atomic
@@ -299,7 +300,7 @@ def _checked_extract(ext: Extractor, items: Sequence[Preprocessed], schema: pa.S
 def _fingerprint(ext: Extractor, settings: dict[str, Any]) -> str:
     """What an extractor's rows depend on; parts with another fingerprint are recomputed."""
     payload = {"name": ext.name, "version": ext.version, "config": ext.config, "preprocessing": settings}
-    return sha256_bytes(json.dumps(payload, sort_keys=True, default=str).encode())
+    return sha256_bytes(dumps_json(payload, sort_keys=True).encode())
 
 
 def _sources(out: Path, name: str) -> list[Path]:

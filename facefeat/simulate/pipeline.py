@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from facefeat.errors import ConfigError, FacefeatError
+from facefeat.io.jsonsafe import to_jsonable
 from facefeat.simulate import design
 
 log = logging.getLogger(__name__)
@@ -481,25 +482,6 @@ def summary_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _json(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _json(v.tolist())
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if v is None or isinstance(v, (str, int, bool)):
-        return v
-    return str(v)
-
-
 def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict, direction: np.ndarray,
                 moments: dict, times: dict) -> None:
     """Write the simulated study in the toolkit's standard layout (see docs/simulate.md)."""
@@ -554,9 +536,9 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
     provenance = {
         "facefeat_version": __version__,
         "created": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
-        "extractor": {"name": ext_name, "version": "simulate-1", "config": _json(config)},
+        "extractor": {"name": ext_name, "version": "simulate-1", "config": to_jsonable(config)},
         "models_sha256": {"checkpoint": sha256_file(checkpoint) if checkpoint.is_file() else None},
-        "simulation": _json({"design": summary["design"], "generator": generator_info,
+        "simulation": to_jsonable({"design": summary["design"], "generator": generator_info,
                              "inversion": {k: v for k, v in inv.items() if k != "params"}}),
         "input": {"source": str(img_dir.resolve()), "n_images": n},
         "status_counts": {"ok": n},
@@ -596,9 +578,9 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
     save_model(out / "model", est, schema=dataset_schema(ds), settings=settings, provenance={
         "sources": ds.sources, "n_subjects": int(len(ds.y)), "n_events": int(ds.y["event"].sum()),
         "feature_table_metadata": [t.get("metadata") for t in ds.feature_schema], "simulation": "facefeat simulate"})
-    (out / "cv_recovered.json").write_text(json.dumps(_json(result.cv.to_dict()), indent=2))
-    (out / "cv_oracle.json").write_text(json.dumps(_json(result.oracle_cv.to_dict()), indent=2))
-    (out / "summary.json").write_text(json.dumps(_json(summary), indent=2))
+    (out / "cv_recovered.json").write_text(json.dumps(to_jsonable(result.cv.to_dict()), indent=2))
+    (out / "cv_oracle.json").write_text(json.dumps(to_jsonable(result.oracle_cv.to_dict()), indent=2))
+    (out / "summary.json").write_text(json.dumps(to_jsonable(summary), indent=2))
     (out / "summary.md").write_text("# Simulated study\n\n" + summary_table(summary))
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
+
+from facefeat.io.jsonsafe import to_jsonable
 
 log = logging.getLogger("facefeat.survival")
 
@@ -224,30 +225,9 @@ def build_estimator(args: argparse.Namespace, ds: Any):
                              combiner=args.combiner, weights=weights, random_state=args.seed)
 
 
-def _clean(v: Any) -> Any:
-    import numpy as np
-
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _clean(v.tolist())
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if v is None or isinstance(v, (str, int, bool)):
-        return v
-    return repr(v)
-
-
 def _write_results(out: Path, data: dict, markdown: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(_clean(data), indent=2))
+    (out / "results.json").write_text(json.dumps(to_jsonable(data), indent=2))
     (out / "results.md").write_text(markdown)
 
 
@@ -298,7 +278,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         except Exception:  # models without coefficients
             pass
     md.append("\n## Data handling\n\n" + ds.report.to_markdown())
-    (out / "fit_report.json").write_text(json.dumps(_clean(info), indent=2))
+    (out / "fit_report.json").write_text(json.dumps(to_jsonable(info), indent=2))
     (out / "fit_report.md").write_text("".join(md))
     print(f"fitted {args.model} ({args.fusion} fusion) on {info['n']} subjects, {info['events']} events; "
           f"apparent C-index {c:.3f}; model saved to {out}")

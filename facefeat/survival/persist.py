@@ -16,6 +16,7 @@ from typing import Any
 
 from facefeat.io.atomic import write_bytes_atomic
 from facefeat.errors import DataError, ModelError
+from facefeat.io.jsonsafe import to_jsonable
 
 MODEL_FILE = "model.joblib"
 META_FILE = "model.json"
@@ -32,18 +33,6 @@ def _versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             pass
     return out
-
-
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
-        return v.item()
-    return repr(v)
 
 
 def save_model(model_dir: str | Path, estimator: Any, *, schema: dict, settings: dict | None = None,
@@ -77,10 +66,10 @@ def save_model(model_dir: str | Path, estimator: Any, *, schema: dict, settings:
         "format_version": FORMAT_VERSION,
         "model_sha256": sha256_bytes(data),
         "estimator": type(estimator).__name__,
-        "params": _json_safe(estimator.get_params(deep=False)) if hasattr(estimator, "get_params") else None,
-        "schema": _json_safe(schema),
-        "settings": _json_safe(settings or {}),
-        "provenance": _json_safe({
+        "params": to_jsonable(estimator.get_params(deep=False)) if hasattr(estimator, "get_params") else None,
+        "schema": to_jsonable(schema),
+        "settings": to_jsonable(settings or {}),
+        "provenance": to_jsonable({
             **(provenance or {}),
             "versions": _versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
