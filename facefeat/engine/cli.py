@@ -137,11 +137,12 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    from facefeat.io.jsonsafe import dumps_json
     from facefeat.io.tables import summarize_tables
 
     reports = summarize_tables(args.path)
     if args.json:
-        print(json.dumps(reports, indent=2, default=str))
+        print(dumps_json(reports, indent=2))
         return 0
     out = sys.stdout
     for rep in reports:

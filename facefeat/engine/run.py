@@ -37,6 +37,7 @@ from facefeat.engine.executors import ExecutorError, resolve_cluster_config
 from facefeat.errors import ConfigError, FacefeatError, PluginError
 from facefeat.io.atomic import atomic_output, write_bytes_atomic
 from facefeat.io.hashing import sha256_bytes, sha256_file
+from facefeat.io.jsonsafe import dumps_json
 from facefeat.io.images import STATUSES, ImageRecord
 from facefeat.io.manifest import Inputs, load_inputs
 from facefeat.io.tables import (ENGINE_DIAG_FIELDS, conform_table, read_provenance, read_schema, read_table,
@@ -624,7 +625,7 @@ def _checked_extract(ext: Extractor, items: Sequence[Preprocessed], schema: pa.S
 def _fingerprint(ext: Extractor, settings: dict[str, Any]) -> str:
     """What an extractor's rows depend on; parts with another fingerprint are recomputed."""
     payload = {"name": ext.name, "version": ext.version, "config": ext.config, "preprocessing": settings}
-    return sha256_bytes(json.dumps(payload, sort_keys=True, default=str).encode())
+    return sha256_bytes(dumps_json(payload, sort_keys=True).encode())
 
 
 def _key(image_id: str, subject_id: str) -> bytes:

@@ -8,7 +8,7 @@ contract is documented in ``docs/tables.md`` and ``schemas/feature-table.schema.
 Layout of ``<run>/<extractor>.parquet`` (one row per input image, in input order):
 
 - key columns ``image_id`` (sha256 of the file bytes), ``subject_id``, ``path``, ``status``
-  (ok | no_face | multiple_faces | unreadable | too_large | error) and ``error`` (message,
+  (ok | no_face | multiple_faces | truncated | unreadable | too_large | error) and ``error`` (message,
   null when ok). A failed image is a row with its status, never a missing row.
 - engine diagnostics ``diag__*`` (image size, detector score, face box, alignment quad, ...);
 - the extractor's columns: ``<extractor>__<feature>`` scalars, fixed-size ``list<float32>``
@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from facefeat.errors import DataError, InputError
 from facefeat.io.atomic import atomic_output
 from facefeat.io.features import combine_errors, combine_status, flat_columns
+from facefeat.io.jsonsafe import dumps_json
 
 PROVENANCE_KEY = b"facefeat"
 #: Columns every row carries (``path`` may be absent: tables written without file names).
@@ -45,7 +46,7 @@ KEY_FIELDS = [
     pa.field("subject_id", pa.string(), nullable=False),
     pa.field("path", pa.string(), nullable=False),
     pa.field("status", pa.string(), nullable=False,
-             metadata={b"description": b"ok | no_face | multiple_faces | unreadable | too_large | error"}),
+             metadata={b"description": b"ok | no_face | multiple_faces | truncated | unreadable | too_large | error"}),
     pa.field("error", pa.string(), metadata={b"description": b"why the row is not ok (null when ok)"}),
 ]
 
@@ -59,6 +60,10 @@ ENGINE_DIAG_FIELDS = [
     pa.field("diag__duplicate_of", pa.string()),
     pa.field("diag__n_faces", pa.int16()),
     pa.field("diag__detector_score", pa.float64()),
+    pa.field("diag__face_truncated", pa.float64(), metadata={
+        b"description": b"share of the 68 landmarks outside the image frame, 0..1 (> 0: face cut by the frame)"}),
+    pa.field("diag__face_box_outside", pa.float64(), metadata={
+        b"description": b"share of the face box area outside the image frame, 0..1"}),
     pa.field("diag__face_box", pa.list_(pa.int32(), 4),
              metadata={b"description": b"detector box left, top, right, bottom (inclusive pixels, upright image)"}),
     pa.field("diag__align_quad", pa.list_(pa.float32(), 8),
@@ -70,7 +75,7 @@ def table_schema(extractor_schema: pa.Schema, provenance: dict | None = None) ->
     """Full schema of an extractor's table: keys, engine diagnostics, extractor columns."""
     schema = pa.schema(KEY_FIELDS + ENGINE_DIAG_FIELDS + list(extractor_schema))
     if provenance is not None:
-        schema = schema.with_metadata({PROVENANCE_KEY: json.dumps(provenance, sort_keys=True, default=str).encode()})
+        schema = schema.with_metadata({PROVENANCE_KEY: dumps_json(provenance, sort_keys=True).encode()})
     return schema
 
 
