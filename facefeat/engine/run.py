@@ -32,6 +32,7 @@ from facefeat._version import __version__
 from facefeat.engine.config import resolve_run_config
 from facefeat.engine.extractor import Extractor, FaceBatch
 from facefeat.engine.preprocess import Preprocessed, Preprocessor
+from facefeat.devices import raise_if_device_failure
 from facefeat.engine.registry import Registry, load_registry
 from facefeat.errors import ConfigError, PluginError
 from facefeat.io.hashing import sha256_bytes, sha256_file
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 PARTS_DIR = ".parts"
 FINGERPRINT_KEY = b"facefeat.fingerprint"
+DEVICE_FAILURE_KEPT = ("the batches finished before it are kept in OUT/.parts; re-run the same command to resume "
+                       "once the device works again (or with another --device)")
 
 
 @dataclass
@@ -253,6 +256,8 @@ def extract_rows(ext: Extractor, items: Sequence[Preprocessed]) -> pa.Table:
         except PluginError:
             raise
         except Exception as exc:
+            # a lost GPU fails every later batch too: stop the run, keeping the finished parts
+            raise_if_device_failure(exc, context=f"extractor {ext.name!r}", kept=DEVICE_FAILURE_KEPT)
             log.warning("extractor %s failed on a batch of %d (%s); retrying one by one", ext.name, len(ok), exc)
             for i in ok:
                 try:
@@ -260,6 +265,7 @@ def extract_rows(ext: Extractor, items: Sequence[Preprocessed]) -> pa.Table:
                 except PluginError:
                     raise
                 except Exception as one_exc:
+                    raise_if_device_failure(one_exc, context=f"extractor {ext.name!r}", kept=DEVICE_FAILURE_KEPT)
                     status[i], errors[i] = "error", f"extractor {ext.name} failed: {type(one_exc).__name__}: {one_exc}"
     # Row i of the output takes row take_idx[i] of the combined extractor output (null if none).
     if full is not None:

@@ -598,8 +598,9 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
         "feature_table_metadata": [t.get("metadata") for t in ds.feature_schema], "simulation": "facefeat simulate"})
     (out / "cv_recovered.json").write_text(json.dumps(_json(result.cv.to_dict()), indent=2))
     (out / "cv_oracle.json").write_text(json.dumps(_json(result.oracle_cv.to_dict()), indent=2))
-    (out / "summary.json").write_text(json.dumps(_json(summary), indent=2))
     (out / "summary.md").write_text("# Simulated study\n\n" + summary_table(summary))
+    # last and whole: a summary.json marks a finished study ('facefeat simulate' tells an interrupted one by it)
+    write_bytes_atomic(out / "summary.json", json.dumps(_json(summary), indent=2).encode())
 
 
 # --------------------------------------------------------------------------------------------
