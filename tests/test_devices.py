@@ -2,7 +2,7 @@
 with --device, before any work), and a device lost mid-run told apart from bad input.
 
 The machine running the tests has no GPU, but a machine with one may run them too: the tests
-that need "no CUDA here" say so with ``no_gpu`` (torch's own answers replaced), the ones about
+that need "no CUDA here" say so with ``no_gpu`` (tests/conftest.py: torch's own answers replaced), the ones about
 a machine with two GPUs with ``two_gpus``; nothing is skipped.
 """
 
@@ -24,16 +24,6 @@ from facefeat.errors import ConfigError
 from tests.conftest import DATA, EXAMPLES, ROOT
 
 TINY = DATA / "stylegan2" / "nvidia_tiny_network-snapshot.pkl"
-
-
-@pytest.fixture
-def no_gpu(monkeypatch):
-    """A CPU-only torch (as on this machine and in CI), whatever the machine running the tests."""
-    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: False)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    monkeypatch.setattr(torch.backends.mps, "is_built", lambda: False)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
 
 
 @pytest.fixture
