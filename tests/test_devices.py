@@ -205,3 +205,23 @@ def test_extract_on_cuda_without_cuda_is_a_clear_error_not_a_traceback(tmp_path)
     assert "available on this machine: cpu" in res.stderr
     assert not (tmp_path / "o").exists()
 
+
+
+# -- the library's own loaders, for callers from Python -----------------------------------------------
+def test_generator_and_encoder_loaders_check_the_device(no_gpu, tmp_path):
+    from facefeat.models.checkpoints import load_generator
+    from facefeat.models.e4e import load_e4e
+    from facefeat.simulate.pipeline import load_simulation_generator
+    from facefeat.training.loop import train_generator
+
+    missing = r"^device cuda:2: this torch .* built without CUDA support.*; available on this machine: cpu$"
+    with pytest.raises(ConfigError, match=missing):
+        load_generator(TINY, device="cuda:2")
+    with pytest.raises(ConfigError, match=missing):
+        load_e4e(tmp_path / "never-read.pt", device="cuda:2")  # checked before the file is opened
+    with pytest.raises(ConfigError, match=missing):
+        load_simulation_generator(None, device="cuda:2")
+    with pytest.raises(ConfigError, match=missing):
+        train_generator(init=TINY, images=DATA / "ffhq_align", out=tmp_path / "t", device="cuda:2")
+    assert not (tmp_path / "t").exists()
+    assert load_generator(TINY, device="cpu").mapping.w_avg.device.type == "cpu"
