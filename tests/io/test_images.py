@@ -76,9 +76,12 @@ def test_exif_orientation_applied(bad):
     assert np.abs(d.rgb.astype(np.int16) - ref).mean() < 4
 
 
-# ru_maxrss is a high-water mark of the whole process: in the pytest process, earlier tests may have
-# raised it above anything the decoder would allocate, and growth would read 0 whatever it did. A fresh
-# process starts low; the same probe must also see a known allocation, so it can fail.
+# The peak memory of the decoder, measured where nothing else has raised it: ru_maxrss in the pytest
+# process is a high-water mark that earlier tests may have pushed above anything the decoder would
+# allocate (growth would read 0 whatever it did), and a child process inherits it (Linux keeps it across
+# fork and exec: a child of an 900 MiB pytest starts at 900 MiB). So the decoding runs in a fresh process
+# and reads its own peak, VmHWM (reset by exec); where there is no /proc, ru_maxrss. The same probe must
+# see a known allocation, so the test can fail.
 _BOMB_MEMORY = """
 import json, resource, sys
 import numpy as np
@@ -86,7 +89,11 @@ from facefeat.io.images import ImageDecodeError, decode_image
 from tests.io.bad_inputs import png_bomb
 
 def peak_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 2**10
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
 
 bomb = png_bomb(100_000, 100_000)  # 10 G pixels claimed
 before = peak_mib()
