@@ -32,9 +32,10 @@ from facefeat._version import __version__
 from facefeat.engine.config import resolve_run_config
 from facefeat.engine.extractor import Extractor, FaceBatch
 from facefeat.engine.preprocess import Preprocessed, Preprocessor
+from facefeat.devices import raise_if_device_failure
 from facefeat.engine.registry import Registry, load_registry
 from facefeat.engine.executors import ExecutorError, resolve_cluster_config
-from facefeat.errors import ConfigError, FacefeatError, PluginError
+from facefeat.errors import ConfigError, DeviceError, FacefeatError, PluginError
 from facefeat.io.atomic import atomic_output, write_bytes_atomic
 from facefeat.io.hashing import sha256_bytes, sha256_file
 from facefeat.io.jsonsafe import dumps_json
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 PARTS_DIR = ".parts"
 RUN_JSON = "run.json"
 FINGERPRINT_KEY = b"facefeat.fingerprint"
+DEVICE_FAILURE_KEPT = ("the batches finished before it are kept in OUT/.parts; re-run the same command to resume "
+                       "once the device works again (or with another --device)")
 
 #: Test hooks (read from the environment): the driver stops making progress after N chunks,
 #: so a test can kill it mid-run without racing it; the first worker to finish a part kills
@@ -257,6 +260,9 @@ def _run_chunks(ex, job: "WorkerJob", chunks: list, *, progress: bool) -> None:
     try:
         for index, n, failure in ex.imap(run_chunk, [(job, c) for c in chunks]):
             if failure is not None:
+                if isinstance(failure.error, DeviceError):
+                    # a lost GPU fails every later chunk too: stop now; the finished parts are kept
+                    raise failure.error
                 log.error("chunk %d failed: %s", index, failure.describe())
                 failed.append((chunks[index], failure))
                 continue
@@ -579,6 +585,8 @@ def extract_rows(ext: Extractor, items: Sequence[Preprocessed]) -> pa.Table:
         except PluginError:
             raise
         except Exception as exc:
+            # a lost GPU fails every later batch too: stop the run, keeping the finished parts
+            raise_if_device_failure(exc, context=f"extractor {ext.name!r}", kept=DEVICE_FAILURE_KEPT)
             log.warning("extractor %s failed on a batch of %d (%s); retrying one by one", ext.name, len(ok), exc)
             for i in ok:
                 try:
@@ -586,6 +594,7 @@ def extract_rows(ext: Extractor, items: Sequence[Preprocessed]) -> pa.Table:
                 except PluginError:
                     raise
                 except Exception as one_exc:
+                    raise_if_device_failure(one_exc, context=f"extractor {ext.name!r}", kept=DEVICE_FAILURE_KEPT)
                     status[i], errors[i] = "error", f"extractor {ext.name} failed: {type(one_exc).__name__}: {one_exc}"
     # Row i of the output takes row take_idx[i] of the combined extractor output (null if none).
     if full is not None:

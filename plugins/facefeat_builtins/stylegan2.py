@@ -246,12 +246,14 @@ class StyleGAN2Extractor(Extractor):
 
     # -- work ---------------------------------------------------------------------------
     def load(self, device: str = "cpu") -> None:
+        from facefeat.devices import check_device
         from facefeat.inversion import load_lpips_vgg, w_stats
         from facefeat.models.checkpoints import load_generator
         from facefeat.models.registry import resolve_model
 
         c = self.config
-        self._device = c["device"] or device
+        # a GPU that is not there: ConfigError listing the available devices, not a torch assertion
+        self._device = check_device(c["device"] or device, option=f"{NAME}.device" if c["device"] else "device")
         path = resolve_model(c["checkpoint"])
         self._G = load_generator(path, which=c["network"], device=self._device,
                                  expected_resolution=self.header["resolution"])
