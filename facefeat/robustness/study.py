@@ -115,28 +115,29 @@ def run_robustness(config: Mapping[str, Any], *, progress: bool = True, registry
         raise DataError(f"{plan.inputs.source}: {len(records)} photo(s); an ICC interval needs at least "
                         f"{settings['min_subjects']} photos (subjects of the ICC), 30 or more for a usable one "
                         "(Koo & Li 2016)")
+    # stochastic extractors: those with a 'seed' setting; their extra seeds must differ from their own
+    stochastic = [e.name for e in plan.extractors if "seed" in (e.config_schema or {}).get("properties", {})]
+    clash = sorted({s for s in settings["seeds"] for n in stochastic if plan.config[n].get("seed") == s})
+    if clash:
+        raise ConfigError(f"robustness.seeds contains {clash}, the seed the extractor(s) {', '.join(stochastic)} already "
+                          "use; list other seeds")
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     rows, n_unreadable = write_copies(records, conditions, out, seed=settings["copy_seed"])
     seconds["copies"] = time.perf_counter() - t
-    manifest = _write_csv(rows, out / "manifest.csv")
+    manifest = write_manifest(rows, out / "manifest.csv")
     t = time.perf_counter()
     run_extraction({**config, "input": str(manifest), "out": str(out / "run")}, registry=registry, progress=progress)
     seconds["extract"] = time.perf_counter() - t
 
-    stochastic = [e.name for e in plan.extractors if "seed" in (e.config_schema or {}).get("properties", {})]
     seed_runs: dict[int, Path] = {}
     if stochastic and settings["seeds"]:
-        originals = _write_csv([r for r in rows if r["perturbation"] == "none"], out / "seeds" / "manifest.csv")
+        originals = write_manifest([r for r in rows if r["perturbation"] == "none"], out / "seeds" / "manifest.csv")
         t = time.perf_counter()
         for s in settings["seeds"]:
-            base = {n: dict(plan.config[n]) for n in stochastic}
-            if any(base[n].get("seed") == s for n in stochastic):
-                raise ConfigError(f"robustness.seeds contains {s}, the extractors' own seed; list other seeds")
-            seed_cfg = {**config, "input": str(originals), "out": str(out / "seeds" / f"seed-{s}"),
-                        "extractors": stochastic, **{n: {**base[n], "seed": s} for n in stochastic}}
-            for name in set(plan.config["extractors"]) - set(stochastic):
-                seed_cfg.pop(name, None)
+            seed_cfg = {k: v for k, v in config.items() if k not in plan.config["extractors"] or k in stochastic}
+            seed_cfg.update({"input": str(originals), "out": str(out / "seeds" / f"seed-{s}"), "extractors": stochastic,
+                             **{n: {**plan.config[n], "seed": s} for n in stochastic}})
             run_extraction(seed_cfg, registry=registry, progress=progress)
             seed_runs[s] = out / "seeds" / f"seed-{s}"
         seconds["seeds"] = time.perf_counter() - t
@@ -216,7 +217,8 @@ def write_copies(records, conditions: Sequence[Condition], out: Path, *, seed: i
     return rows, n_unreadable
 
 
-def _write_csv(rows: list[dict], path: Path) -> Path:
+def write_manifest(rows: list[dict], path: Path) -> Path:
+    """Write manifest rows (from :func:`write_copies`) as the CSV the engine reads, atomically."""
     import pandas as pd
 
     from facefeat.io.atomic import atomic_output

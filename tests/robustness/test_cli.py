@@ -112,3 +112,29 @@ def test_repeat_photos_by_date(tmp_path):
     assert info["repeat"]["subjects"] == 4
     # the earlier photo is the reference (rater 0): the mean of rater 0 is that of the 2020 photos
     assert np.isfinite(table.loc[table["status"] == "ok", "icc"]).all()
+
+
+@pytest.mark.slow
+def test_stochastic_extractor_seeds(photos, tmp_path):
+    """stylegan2 (tiny generator, 3 steps) has a 'seed' setting: extra runs with seeds 1 and 2."""
+    out = tmp_path / "sg"
+    ckpt = DATA / "stylegan2" / "nvidia_tiny_network-snapshot.pkl"
+    assert main(["robustness", str(photos), "-e", "stylegan2", "-o", str(out), "--no-progress",
+                 "-s", f"stylegan2.checkpoint={ckpt}", "-s", "stylegan2.steps=3", "-s", "stylegan2.w_avg_samples=200",
+                 "-s", "stylegan2.space=w", "--perturbations", "jpeg", "--seeds", "1,2"]) == 0
+    table = pd.read_parquet(out / "robustness.parquet")
+    seeds = table[table["perturbation"] == "seeds"]
+    assert len(seeds) == table["feature"].nunique() and (seeds["n_raters"] == 3).all()
+    assert (seeds["strength"] == "1,2").all()
+    assert seeds["index"].notna().all()  # one row per latent dimension
+    info = json.loads((out / "robustness.json").read_text())
+    assert info["stochastic_extractors"] == ["stylegan2"] and info["seeds"] == {"base": {"stylegan2": 0}, "extra": [1, 2]}
+    summary = pd.read_parquet(out / "summary.parquet")
+    emb = summary[(summary["column"] == "stylegan2__latent") & (summary["perturbation"] == "seeds")]
+    assert len(emb) == 1 and emb["n_features"].iloc[0] == len(seeds)
+    # the seed runs read the originals only
+    assert len(pd.read_csv(out / "seeds" / "manifest.csv")) == len(PHOTOS)
+    # a seed equal to the extractor's own is refused
+    assert main(["robustness", str(photos), "-e", "stylegan2", "-o", str(tmp_path / "x"), "--no-progress",
+                 "-s", f"stylegan2.checkpoint={ckpt}", "-s", "stylegan2.steps=1", "--perturbations", "none",
+                 "--seeds", "0"]) == 2
