@@ -278,6 +278,13 @@ def within_subject(Y: np.ndarray) -> dict[str, np.ndarray]:
     return {"wsd": wsd, "cv": cv, "mean": grand}
 
 
+#: Columns of :func:`reliability`, in order.
+RELIABILITY_COLUMNS = (
+    ["n_subjects", "n_raters", "icc_form", "status", "note", "icc", "icc_low", "icc_high"]
+    + [column_name(f) + end for f in ICC_FORMS for end in ("", "_low", "_high")]
+    + ["f_value", "p_value", "ccc", "ccc_low", "ccc_high", "wsd", "cv", "mean"]
+)
+
 #: Row statuses of :func:`reliability`.
 STATUSES = {
     "ok": "statistics computed",
@@ -325,7 +332,7 @@ def reliability(Y: np.ndarray, *, reference: int | None = 0, level: float = 0.95
         df = pd.DataFrame({**base, "status": "too_few",
                            "note": f"{n} complete subject(s) x {k} rater(s); an interval needs {need} and 2 raters"},
                           index=range(nf))
-        return df
+        return df.reindex(columns=RELIABILITY_COLUMNS)
     stats = icc(Y, level=level)
     ws = within_subject(Y)
     cols: dict[str, np.ndarray] = {}
@@ -357,4 +364,4 @@ def reliability(Y: np.ndarray, *, reference: int | None = 0, level: float = 0.95
         "f_value": chosen["F"], "p_value": chosen["p_value"],
         "ccc": ccc, "ccc_low": ccc_low, "ccc_high": ccc_high,
         "wsd": np.where(constant, 0.0, ws["wsd"]), "cv": ws["cv"], "mean": ws["mean"],
-    })
+    }).reindex(columns=RELIABILITY_COLUMNS)

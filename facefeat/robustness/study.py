@@ -372,7 +372,10 @@ def analyse(run: Path, manifest_rows: list[dict], conditions: Sequence[Condition
     lead = ["extractor", "column", "index", "feature", "perturbation", "scope", "family", "strength",
             "n_subjects", "n_raters", "n_excluded", "status", "note", "icc_form", "icc", "icc_low", "icc_high"]
     table = table[lead + [c for c in table.columns if c not in lead]]
-    return table, pd.DataFrame(counts).fillna(0)
+    counts = pd.DataFrame(counts)
+    status_cols = [c for c in counts.columns if c.startswith("n_") or c == "ok"]
+    counts[status_cols] = counts[status_cols].fillna(0).astype(int)  # a status absent in a condition: 0 photos
+    return table, counts
 
 
 def _stack_runs(mats: list[FeatureMatrix]) -> FeatureMatrix:
