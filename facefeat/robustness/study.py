@@ -121,6 +121,11 @@ def run_robustness(config: Mapping[str, Any], *, progress: bool = True, registry
     if clash:
         raise ConfigError(f"robustness.seeds contains {clash}, the seed the extractor(s) {', '.join(stochastic)} already "
                           "use; list other seeds")
+    repeat = _repeat_groups(plan.inputs.source, records, settings)
+    if not conditions and not (stochastic and settings["seeds"]) and repeat is None:
+        raise ConfigError("nothing to compare: no perturbation selected, no stochastic extractor with extra seeds, and "
+                          f"no subject with {settings['repeat_photos']} or more photos; select perturbations "
+                          "(--perturbations) or give a manifest with repeat photos")
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     rows, n_unreadable = write_copies(records, conditions, out, seed=settings["copy_seed"])
@@ -143,7 +148,6 @@ def run_robustness(config: Mapping[str, Any], *, progress: bool = True, registry
         seconds["seeds"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    repeat = _repeat_groups(plan.inputs.source, records, settings)
     table, cond_counts = analyse(out / "run", rows, conditions, seed_runs=seed_runs, repeat=repeat,
                                  form=settings["form"], level=settings["level"], min_subjects=settings["min_subjects"])
     summary = summarize(table)

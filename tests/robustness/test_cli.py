@@ -84,6 +84,8 @@ def test_bad_inputs(photos, tmp_path, capsys):
     assert main(["robustness", str(few), "-e", "landmarks", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "2 photo(s); an ICC interval needs at least 3 photos" in err
+    assert main(["robustness", str(photos), "-e", "landmarks", "-o", str(out), "--perturbations", "none"]) == 2
+    assert "nothing to compare" in capsys.readouterr().err
     assert main(["robustness", str(photos), "-e", "landmarks", "-o", str(out), "--form", "ICC(9,1)"]) == 2
     assert "ICC(9,1)" in capsys.readouterr().err
     assert not (out / "robustness.parquet").exists()
