@@ -43,7 +43,7 @@ TABLE_COLUMNS.update({
     "ccc_low": ("float", "lower end of Lin's interval (Fisher z, k = 2 only)"),
     "ccc_high": ("float", "upper end of Lin's interval"),
     "wsd": ("float", "within-subject standard deviation sqrt(MSW), in the feature's own unit"),
-    "cv": ("float", "within-subject coefficient of variation wsd / |mean| (null when the mean is near 0)"),
+    "cv": ("float", "within-subject coefficient of variation wsd / |mean| (null unless every value has one sign: a CV needs a ratio-scale quantity)"),
     "mean": ("float", "mean of the feature over all ratings used, in the feature's unit"),
 })
 

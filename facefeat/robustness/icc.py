@@ -264,17 +264,18 @@ def within_subject(Y: np.ndarray) -> dict[str, np.ndarray]:
     """Within-subject standard deviation and coefficient of variation, per feature.
 
     ``wsd = sqrt(MSW)`` (the pooled SD of a subject's ratings, in the feature's unit) and
-    ``cv = wsd / |grand mean|`` (Bland & Altman's within-subject CV). The CV is NaN where the
-    grand mean is within ``1e-8 x`` the spread of the values of zero (centred features,
-    embedding dimensions): a ratio to a mean near zero says nothing.
+    ``cv = wsd / |grand mean|`` (Bland & Altman's within-subject CV). A CV needs a ratio-scale
+    quantity: it is NaN unless every rating of the feature has the same sign (angles, pose,
+    centred features and embedding dimensions take both signs, and a ratio to a mean near zero
+    says nothing).
     """
     Y = _as_3d(Y)
     ms = mean_squares(Y)
     wsd = np.sqrt(ms.msw)
     grand = Y.mean(axis=(1, 2))
-    spread = np.abs(Y).max(axis=(1, 2))
+    one_sign = (Y > 0).all(axis=(1, 2)) | (Y < 0).all(axis=(1, 2))
     with np.errstate(divide="ignore", invalid="ignore"):
-        cv = np.where(np.abs(grand) > 1e-8 * spread, wsd / np.abs(grand), np.nan)
+        cv = np.where(one_sign, wsd / np.abs(grand), np.nan)
     return {"wsd": wsd, "cv": cv, "mean": grand}
 
 
@@ -356,7 +357,7 @@ def reliability(Y: np.ndarray, *, reference: int | None = 0, level: float = 0.95
         ok = ~constant & (note == "")
         note[ok] = f"ccc is the overall CCC of {k} raters (Barnhart et al. 2002); no interval for k > 2"
     cv_undefined = ~constant & ~np.isfinite(ws["cv"])
-    note[cv_undefined] = np.array([(x + "; " if x else "") + "cv undefined: mean near zero" for x in note[cv_undefined]],
+    note[cv_undefined] = np.array([(x + "; " if x else "") + "cv undefined: values of both signs (not a ratio-scale quantity)" for x in note[cv_undefined]],
                                   dtype=object)
     return pd.DataFrame({
         **base, "status": status, "note": note,
