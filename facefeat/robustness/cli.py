@@ -10,6 +10,7 @@ examples:
   facefeat robustness cohort.csv -e landmarks,attributes -o runs/robust --perturbations jpeg,downscale
   facefeat robustness photos/ -e stylegan2 -s stylegan2.checkpoint=G.pkl -s stylegan2.steps=100 \\
       --seeds 1,2,3 -o runs/robust_sg2
+  # defaults, but JPEG at 95 and 30 and no mirror image
   facefeat robustness photos/ -e landmarks -o runs/r -s robustness.perturbations.jpeg=[95,30] \\
       -s robustness.perturbations.flip=[]
 
@@ -65,7 +66,8 @@ def robustness_config(args) -> dict:
         if unknown:
             raise ConfigError(f"--perturbations: unknown perturbation(s) {', '.join(unknown)}; "
                               f"known: {', '.join(DEFAULT_PERTURBATIONS)} (or none)")
-        section["perturbations"] = {n: DEFAULT_PERTURBATIONS[n] for n in names if n != "none"}
+        # the families named, with their default strengths; every other family off
+        section["perturbations"] = {n: (v if n in names else []) for n, v in DEFAULT_PERTURBATIONS.items()}
     if args.seeds:
         try:
             section["seeds"] = [] if args.seeds.strip() == "none" else [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -74,7 +76,7 @@ def robustness_config(args) -> dict:
     if args.form:
         section["form"] = args.form
     if section:
-        # flags replace the file's perturbation set as a whole, not family by family
+        # --perturbations replaces the file's perturbation set as a whole, not family by family
         base = dict(config.get("robustness") or {})
         base.update(section)
         config["robustness"] = base

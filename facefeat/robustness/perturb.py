@@ -82,8 +82,10 @@ class Condition:
 def resolve_perturbations(spec: Mapping[str, Any] | None, *, where: str = "robustness.perturbations") -> list[Condition]:
     """Validate a ``{family: [strengths]}`` mapping and expand it into conditions.
 
-    ``None`` means the defaults. A family mapped to ``[]``, ``null`` or ``false`` is switched off;
-    a single strength may be given without a list.
+    The mapping is laid over the defaults: a family it does not name keeps its default
+    strengths (so ``-s robustness.perturbations.jpeg=[95]`` changes JPEG only); a family mapped
+    to ``[]``, ``null`` or ``false`` is switched off. ``None`` means the defaults. A single
+    strength may be given without a list.
 
     Raises
     ------
@@ -91,13 +93,15 @@ def resolve_perturbations(spec: Mapping[str, Any] | None, *, where: str = "robus
         Unknown family (the known ones listed), a strength out of range (the range named) or a
         strength given twice.
     """
-    spec = DEFAULT_PERTURBATIONS if spec is None else spec
+    spec = {} if spec is None else spec
     if not isinstance(spec, Mapping):
         raise ConfigError(f"{where} must be a mapping of family: [strengths], e.g. {{jpeg: [90, 50]}}")
+    unknown = [f for f in spec if f not in _RULES]
+    if unknown:
+        raise ConfigError(f"{where}: unknown perturbation {unknown[0]!r}; known: {', '.join(_RULES)}")
+    spec = {**DEFAULT_PERTURBATIONS, **spec}
     out: list[Condition] = []
     for family, values in spec.items():
-        if family not in _RULES:
-            raise ConfigError(f"{where}: unknown perturbation {family!r}; known: {', '.join(_RULES)}")
         if values is None or values is False or values == []:
             continue
         values = values if isinstance(values, list) else [values]

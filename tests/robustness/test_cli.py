@@ -25,7 +25,8 @@ def photos(tmp_path):
 
 def _run(photos, out, *extra):
     return main(["robustness", str(photos), "-e", "landmarks", "-o", str(out), "--no-progress",
-                 "-s", "robustness.perturbations={jpeg: [50], downscale: [0.5], flip: [true]}", *extra])
+                 "--perturbations", "jpeg,downscale,flip", "-s", "robustness.perturbations.jpeg=[50]",
+                 "-s", "robustness.perturbations.downscale=0.5", *extra])
 
 
 def test_end_to_end(photos, tmp_path, capsys):

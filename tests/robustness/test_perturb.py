@@ -22,7 +22,12 @@ def test_defaults_expand_to_named_conditions():
     names = [c.name for c in resolve_perturbations(None)]
     assert names == ["jpeg_q90", "jpeg_q70", "jpeg_q50", "downscale_0.5", "downscale_0.25", "brightness_0.8",
                      "brightness_1.2", "contrast_0.8", "contrast_1.2", "rotate_-5", "rotate_+5", "crop_0.05", "flip"]
-    assert [c.name for c in resolve_perturbations({"jpeg": 30, "flip": [], "rotate": [2.5]})] == ["jpeg_q30", "rotate_+2.5"]
+    # laid over the defaults: unnamed families keep theirs, [] switches one off
+    names = [c.name for c in resolve_perturbations({"jpeg": 30, "flip": [], "rotate": [2.5]})]
+    assert names == ["jpeg_q30", "downscale_0.5", "downscale_0.25", "brightness_0.8", "brightness_1.2", "contrast_0.8",
+                     "contrast_1.2", "rotate_+2.5", "crop_0.05"]
+    off = {f: [] for f in DEFAULT_PERTURBATIONS}
+    assert [c.name for c in resolve_perturbations({**off, "crop": [0.1]})] == ["crop_0.1"]
 
 
 @pytest.mark.parametrize("spec, match", [
