@@ -97,6 +97,11 @@ def cmd_robustness(args) -> int:
     summary = pd.read_parquet(result.summary)
     top = summary[(summary["column"] == "*") & summary["scope"].isin(["all", "seeds", "repeat"])]
     for r in top.itertuples():
-        print(f"  {r.extractor} [{r.perturbation}]: {r.n_defined} of {r.n_features} features defined; "
-              f"ICC >= 0.75: {r.share_ge_075:.0%}, >= 0.9: {r.share_ge_090:.0%} ({r.icc_form}, n = {r.n_subjects})")
+        head = f"  {r.extractor} [{r.perturbation}]: {r.n_defined} of {r.n_features} features defined"
+        if r.n_defined:
+            print(f"{head}; ICC >= 0.75: {r.share_ge_075:.0%}, >= 0.9: {r.share_ge_090:.0%} ({r.icc_form}, "
+                  f"n = {r.n_subjects})")
+        else:
+            print(f"{head} ({r.n_subjects} complete subjects; the note column says why; conditions.csv "
+                  "counts the photos without a usable row)")
     return 0

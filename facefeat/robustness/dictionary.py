@@ -21,7 +21,8 @@ TABLE_COLUMNS: dict[str, tuple[str, str]] = {
     "n_subjects": ("int", "subjects of the ICC: source photos (perturbations, seeds) or persons (repeat) with a usable "
                           "value in every rater"),
     "n_raters": ("int", "raters k: the original plus each copy (or seed, or photo session)"),
-    "n_excluded": ("int", "subjects left out: some rater had no usable row (no face found, error) or a null value"),
+    "n_excluded": ("int", "subjects left out: some rater had no usable row (no face found, error, another face than "
+                          "the source's) or a null value"),
     "status": ("string", "ok | constant (same value everywhere: ICC is 0/0, undefined) | too_few (fewer subjects "
                          "than an interval needs)"),
     "note": ("string", "why a value is missing or how it was computed"),
@@ -82,8 +83,10 @@ Files:
 - `robustness.parquet`, `robustness.csv`: one row per feature and perturbation (columns below).
 - `summary.parquet`, `summary.csv`: per extractor, column and perturbation, the shares of
   features with ICC >= 0.75 and >= 0.9 (columns below).
-- `conditions.csv`: per extractor and condition, photos (`n_photos`), usable rows (`ok`) and
-  the other statuses (`n_<status>`), e.g. faces no longer found after downscaling.
+- `conditions.csv`: per extractor and condition, photos (`n_photos`), rows with status ok
+  (`ok`), copies whose face is another face than the source's (`n_other_face`: in a group
+  photo the engine kept another face once the original one was lost; not used) and the other
+  statuses (`n_<status>`), e.g. faces no longer found after downscaling.
 - `manifest.csv`: every photo the engine read: originals (`perturbation` = none) and copies
   with their source (`source_image_id`, `source_path`), `family` and `strength`.
 - `copies/`: the perturbed copies; `run/`: the engine run; `seeds/seed-<s>/`: runs of

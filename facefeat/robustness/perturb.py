@@ -144,11 +144,7 @@ def perturb(rgb: np.ndarray, cond: Condition, *, image_id: str = "", seed: int =
         fill = tuple(int(round(c)) for c in np.asarray(rgb).reshape(-1, 3).mean(axis=0))
         img = img.rotate(float(s), resample=Image.Resampling.BICUBIC, expand=False, fillcolor=fill)
     elif f == "crop":
-        w, h = img.size
-        cw, ch = max(1, round(w * (1 - s))), max(1, round(h * (1 - s)))
-        rng = np.random.default_rng([seed, int(image_id[:16] or "0", 16)])
-        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        img = img.crop((x0, y0, x0 + cw, y0 + ch))
+        img = img.crop(crop_box(img.size, s, image_id=image_id, seed=seed))
     elif f == "flip":
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     else:  # resolve_perturbations admits only the families above
@@ -156,3 +152,38 @@ def perturb(rgb: np.ndarray, cond: Condition, *, image_id: str = "", seed: int =
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
+
+
+def crop_box(size: tuple[int, int], fraction: float, *, image_id: str = "", seed: int = 0) -> tuple[int, int, int, int]:
+    """The window (left, top, right, bottom) that crop jitter keeps of a ``size = (w, h)`` photo:
+    ``1 - fraction`` of each side, at an offset drawn from ``(seed, image_id)``."""
+    w, h = size
+    cw, ch = max(1, round(w * (1 - fraction))), max(1, round(h * (1 - fraction)))
+    rng = np.random.default_rng([seed, int(image_id[:16] or "0", 16)])
+    x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    return x0, y0, x0 + cw, y0 + ch
+
+
+def to_source(cond: Condition, x: float, y: float, *, size: tuple[int, int], image_id: str = "",
+              seed: int = 0) -> tuple[float, float]:
+    """Where the point ``(x, y)`` of a copy lies in its source photo of ``size = (w, h)`` (upright pixels).
+
+    Used to check that a copy's face is the source's face (a group photo may give another
+    "largest" face once the original one is no longer found).
+    """
+    w, h = size
+    f, s = cond.family, cond.strength
+    if f == "downscale":
+        return x * w / max(1, round(w * s)), y * h / max(1, round(h * s))
+    if f == "crop":
+        x0, y0, _, _ = crop_box(size, s, image_id=image_id, seed=seed)
+        return x + x0, y + y0
+    if f == "flip":
+        return w - 1 - x, y
+    if f == "rotate":
+        # PIL turns the picture counter-clockwise by s degrees about (w/2, h/2); undo it
+        t = math.radians(float(s))
+        cx, cy = w / 2, h / 2
+        dx, dy = x - cx, y - cy
+        return cx + dx * math.cos(t) - dy * math.sin(t), cy + dx * math.sin(t) + dy * math.cos(t)
+    return x, y  # jpeg, brightness, contrast keep the geometry

@@ -149,7 +149,8 @@ def run_robustness(config: Mapping[str, Any], *, progress: bool = True, registry
 
     t = time.perf_counter()
     table, cond_counts = analyse(out / "run", rows, conditions, seed_runs=seed_runs, repeat=repeat,
-                                 form=settings["form"], level=settings["level"], min_subjects=settings["min_subjects"])
+                                 form=settings["form"], level=settings["level"], min_subjects=settings["min_subjects"],
+                                 copy_seed=settings["copy_seed"])
     summary = summarize(table)
     seconds["statistics"] = time.perf_counter() - t
     paths = write_outputs(out, table, summary, cond_counts)
@@ -244,6 +245,8 @@ class FeatureMatrix:
     status_of: dict[str, str]  # image_id -> status (every row)
     values: np.ndarray  # (rows, features) float64, NaN for a null feature
     meta: list[tuple[str, int | None, str]]  # (column, index or None, flattened name)
+    box_of: dict[str, tuple] = field(default_factory=dict)  # image_id -> face box (l, t, r, b), ok rows
+    size_of: dict[str, tuple] = field(default_factory=dict)  # image_id -> (width, height) of the upright photo
 
 
 def read_matrix(path: Path) -> FeatureMatrix:
@@ -274,8 +277,41 @@ def read_matrix(path: Path) -> FeatureMatrix:
     values = np.empty((len(ok), len(meta)), dtype=np.float64)
     for j, name in enumerate(m[2] for m in meta):
         values[:, j] = sub.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+    geometry = {}
+    if {"diag__face_box", "diag__image_width", "diag__image_height"} <= set(table.column_names):
+        boxes = table.column("diag__face_box").to_pylist()
+        widths, heights = table.column("diag__image_width").to_pylist(), table.column("diag__image_height").to_pylist()
+        geometry = {"box_of": {ids[i]: tuple(boxes[i]) for i in ok if boxes[i] is not None},
+                    "size_of": {ids[i]: (widths[i], heights[i]) for i in ok if widths[i] is not None}}
     return FeatureMatrix(extractor=path.stem, row_of={ids[i]: r for r, i in enumerate(ok)},
-                         status_of=dict(zip(ids, status)), values=values, meta=meta)
+                         status_of=dict(zip(ids, status)), values=values, meta=meta, **geometry)
+
+
+def other_faces(fm: FeatureMatrix, manifest_rows: list[dict], conditions: Sequence[Condition], *,
+                seed: int = 0) -> set[str]:
+    """Copies whose face is not the source photo's face.
+
+    In a photo with several faces the engine keeps one (``face.multiple_faces``); once a
+    perturbation loses that face, another one may be kept. A copy counts as showing the same
+    face when the centre of its face box, mapped back to the source photo
+    (:func:`facefeat.robustness.perturb.to_source`), lies inside the source's face box.
+    """
+    from facefeat.robustness.perturb import to_source
+
+    by_name = {c.name: c for c in conditions}
+    source_of = {r["source_image_id"]: r["image_id"] for r in manifest_rows if r["perturbation"] == "none"}
+    out = set()
+    for r in manifest_rows:
+        cond = by_name.get(r["perturbation"])
+        src = source_of.get(r["source_image_id"])
+        box, ref = fm.box_of.get(r["image_id"]), fm.box_of.get(src)
+        if cond is None or box is None or ref is None or src not in fm.size_of:
+            continue
+        x, y = to_source(cond, (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, size=fm.size_of[src],
+                         image_id=r["source_image_id"], seed=seed)
+        if not (ref[0] <= x <= ref[2] and ref[1] <= y <= ref[3]):
+            out.add(r["image_id"])
+    return out
 
 
 # -- statistics ------------------------------------------------------------------------------
@@ -314,8 +350,11 @@ def ratings_statistics(fm: FeatureMatrix, raters: np.ndarray, *, form: str, leve
 
 def analyse(run: Path, manifest_rows: list[dict], conditions: Sequence[Condition], *, seed_runs: Mapping[int, Path] | None = None,
             repeat: dict | None = None, form: str = DEFAULT_FORM, level: float = 0.95,
-            min_subjects: int = MIN_SUBJECTS):
+            min_subjects: int = MIN_SUBJECTS, copy_seed: int = 0):
     """The robustness table of a finished run: every scope of every extractor.
+
+    A copy whose face is another face than its source's (:func:`other_faces`) is not used and
+    is counted in ``n_other_face`` of the condition counts.
 
     Returns
     -------
@@ -332,9 +371,10 @@ def analyse(run: Path, manifest_rows: list[dict], conditions: Sequence[Condition
     copy_of = {(r["source_image_id"], r["perturbation"]): r["image_id"] for r in manifest_rows if r["perturbation"] != "none"}
     ref = np.array([r["image_id"] for r in sources], dtype=object)
 
-    def raters(names: Sequence[str]) -> np.ndarray:
+    def raters(names: Sequence[str], skip: set[str]) -> np.ndarray:
+        # a copy showing another face counts as no usable row ("")
         cols = [ref] + [np.array([copy_of.get((s, n), "") for s in ref], dtype=object) for n in names]
-        return np.stack(cols, axis=1)
+        return np.array([[i if i not in skip else "" for i in row] for row in np.stack(cols, axis=1)], dtype=object)
 
     families: dict[str, list[str]] = {}
     for c in conditions:
@@ -351,14 +391,16 @@ def analyse(run: Path, manifest_rows: list[dict], conditions: Sequence[Condition
     frames, counts = [], []
     for path in feature_tables(run):
         fm = read_matrix(path)
+        skip = other_faces(fm, manifest_rows, conditions, seed=copy_seed)
         for pert, scope, fam, strength, names in scopes:
-            part = ratings_statistics(fm, raters(names), form=form, level=level, min_subjects=min_subjects)
+            part = ratings_statistics(fm, raters(names, skip), form=form, level=level, min_subjects=min_subjects)
             frames.append(part.assign(perturbation=pert, scope=scope, family=fam, strength=strength))
         for name in ["none"] + [c.name for c in conditions]:
             ids = ref if name == "none" else [copy_of.get((s, name), "") for s in ref]
             st = pd.Series([fm.status_of.get(i, "no copy (source unreadable)") for i in ids]).value_counts()
             counts.append({"extractor": fm.extractor, "perturbation": name, "n_photos": len(ids),
-                           "ok": int(st.get("ok", 0)), **{f"n_{k}": int(v) for k, v in st.items() if k != "ok"}})
+                           "ok": int(st.get("ok", 0)), "n_other_face": sum(i in skip for i in ids),
+                           **{f"n_{k}": int(v) for k, v in st.items() if k != "ok"}})
         if seed_runs and (next(iter(seed_runs.values())) / path.name).is_file():
             extra = [read_matrix(p / path.name) for p in seed_runs.values()]
             merged = _stack_runs([fm] + extra)

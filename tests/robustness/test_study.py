@@ -38,3 +38,22 @@ def test_too_few_after_exclusions_says_why():
                             level=0.95, min_subjects=3)
     assert list(df.columns) == list(ok.columns)
     assert df["icc"].isna().all()
+
+
+def test_copies_showing_another_face_are_found():
+    """Group photo 200 x 100 with the kept face at x 20..60: a mirrored copy must have it at
+    139..179; a downscaled copy that kept another face (at x 140..180 in source pixels) is caught."""
+    from facefeat.robustness.perturb import Condition
+    from facefeat.robustness.study import other_faces
+
+    fm = _fm()
+    fm.size_of = {"a": (200, 100)}
+    fm.box_of = {"a": (20, 30, 60, 70), "b": (139, 30, 179, 70), "c": (70, 15, 90, 35), "d": (10, 15, 30, 35)}
+    rows = [
+        {"source_image_id": "S", "image_id": "a", "perturbation": "none"},
+        {"source_image_id": "S", "image_id": "b", "perturbation": "flip"},  # same face, mirrored
+        {"source_image_id": "S", "image_id": "c", "perturbation": "downscale_0.5"},  # another face
+        {"source_image_id": "S", "image_id": "d", "perturbation": "jpeg_q50"},  # jpeg keeps geometry: moved = other
+    ]
+    conds = [Condition("flip", True), Condition("downscale", 0.5), Condition("jpeg", 50)]
+    assert other_faces(fm, rows, conds) == {"c", "d"}
