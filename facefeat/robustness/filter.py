@@ -67,7 +67,7 @@ def filter_features(
     *,
     min_icc: float,
     form: str | None = None,
-    perturbation: str = "all",
+    perturbation: str | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """Split feature columns into those whose ICC reaches ``min_icc`` and the rest.
 
@@ -84,10 +84,11 @@ def filter_features(
     form : str, optional
         ICC form, e.g. ``"ICC(3,1)"``; default the table's own (``icc_form``, ICC(2,1) unless
         changed when it was made).
-    perturbation : str
-        Which rows judge a feature: ``"all"`` (every perturbation pooled, the default), a family
+    perturbation : str, optional
+        Which rows judge a feature: ``"all"`` (every perturbation pooled), a family
         (``"jpeg"``), one condition (``"jpeg_q50"``), ``"seeds"``, ``"repeat"``, or
-        ``"worst"`` (the lowest ICC over every single condition and the seed rows).
+        ``"worst"`` (the lowest ICC over every single condition and the seed rows). Default:
+        ``"all"`` when the table has it, otherwise ``"worst"`` (e.g. a table of seeds only).
 
     Returns
     -------
@@ -119,6 +120,8 @@ def filter_features(
     file = table_file(table_path)
     df = read_table(file)
     form = check_form(form) if form else str(df["icc_form"].iloc[0]) if len(df) else "ICC(2,1)"
+    if perturbation is None:
+        perturbation = "all" if (df["perturbation"] == "all").any() else WORST
     value_col = "icc" if form == str(df["icc_form"].iloc[0]) else column_name(form)
     if value_col not in df.columns:
         raise DataError(f"{file}: has no column {value_col} for {form}")

@@ -52,6 +52,13 @@ def test_other_form_and_worst(tmp_path):
     assert kept == ["landmarks__mouth_width"]
 
 
+def test_default_without_pooled_rows_is_worst(tmp_path):
+    df = pd.read_parquet(_table(tmp_path))
+    df[df["perturbation"] != "all"].to_parquet(tmp_path / "robustness.parquet")
+    kept, rec = filter_features(COLUMNS[:2], tmp_path, min_icc=0.75)
+    assert rec["perturbation"] == "worst" and kept == ["landmarks__mouth_width"]
+
+
 def test_bad_inputs(tmp_path):
     _table(tmp_path)
     with pytest.raises(ConfigError, match="out of range"):
