@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "facefeat.explain.cli",  # explain direction|edit|regions|probe
     "facefeat.simulate.cli",  # simulate
     "facefeat.report.cli",  # report
+    "facefeat.robustness.cli",  # robustness
 )
 
 
