@@ -5,7 +5,7 @@ Importing facefeat does no work: models, plugins and heavy libraries load on fir
 
 from facefeat._version import __version__
 
-__all__ = ["__version__", "read_features"]
+__all__ = ["Study", "__version__", "read_features"]
 
 
 def read_features(path, *, flatten: bool = False, extractors=None, status=None):
@@ -16,3 +16,12 @@ def read_features(path, *, flatten: bool = False, extractors=None, status=None):
     from facefeat.io.tables import read_features as _read
 
     return _read(path, flatten=flatten, extractors=extractors, status=status)
+
+
+def __getattr__(name: str):
+    # facefeat.Study without importing the study layer (pandas, scikit-survival) at import time
+    if name == "Study":
+        from facefeat.study import Study
+
+        return Study
+    raise AttributeError(f"module 'facefeat' has no attribute {name!r}")

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "facefeat.explain.cli",  # explain direction|edit|regions|probe
     "facefeat.simulate.cli",  # simulate
     "facefeat.report.cli",  # report
+    "facefeat.study.cli",  # study init|validate|run|status
 )
 
 
