@@ -58,6 +58,7 @@ def build_report(
     cv_repeats: int = 5,
     risk_groups: int = 3,
     seed: int = 0,
+    trust: bool = False,
     n_jobs: int = 1,
     device: str = "cpu",
     title: str | None = None,
@@ -118,7 +119,7 @@ def build_report(
     if risk_groups < 2:
         raise ConfigError(f"risk_groups must be 2 or more, not {risk_groups}")
     ex.check_generator(None if generator is None else str(generator))
-    study = load_study(run_dir, model_dir, clinical=clinical, sep=sep, decimal=decimal)
+    study = load_study(run_dir, model_dir, clinical=clinical, sep=sep, decimal=decimal, trust=trust)
     if wanted:
         ex.check_subjects(study, wanted)
     stored = find_stored_cv(study.model_dir)

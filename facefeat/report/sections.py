@@ -298,7 +298,7 @@ def provenance_section(study: Study, val: Validation, report_info: dict[str, Any
     recorded = ((prov.get("sources") or {}).get("clinical") or {})
     rec_sha = recorded.get("sha256") if isinstance(recorded, dict) else None
     body.append(h.kv_table([
-        ("model.joblib sha256", meta.get("model_sha256")), ("settings fingerprint (sha256)", settings_fingerprint(meta)),
+        ("model file sha256", meta.get("model_sha256")), ("settings fingerprint (sha256)", settings_fingerprint(meta)),
         ("estimator", meta.get("estimator")), ("created", prov.get("created")),
         ("command line", " ".join(map(str, prov.get("argv") or []))),
         ("library versions", ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items())),

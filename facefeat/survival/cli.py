@@ -24,7 +24,7 @@ examples:
   facefeat fit --features runs/r1 --clinical clinical.csv --covariates none --model deepsurv \\
       --param hidden_layers=[64] --param dropout=0.3 --out models/faces_only
 
-writes MODEL_DIR/model.joblib, model.json (feature schema, settings, provenance) and
+writes MODEL_DIR/model.skops, model.json (feature schema, settings, provenance) and
 fit_report.json / fit_report.md (what was dropped or imputed, fusion weights, coefficients).
 """
 
@@ -95,6 +95,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def add_commands(subparsers: Any) -> None:
     """Register ``fit``, ``evaluate`` and ``predict``."""
+    from facefeat.cli import add_trust_option
+
     fmt = argparse.RawDescriptionHelpFormatter
     p = subparsers.add_parser("fit", help="fit a survival model on features and clinical data",
                               description="Fit a survival model and save it with its schema and provenance.",
@@ -112,6 +114,7 @@ def add_commands(subparsers: Any) -> None:
     _model_args(p)
     g = p.add_argument_group("evaluation")
     g.add_argument("--model-dir", help="evaluate this saved model on the given data instead of cross-validating")
+    add_trust_option(g)
     g.add_argument("--folds", type=int, default=5, help="CV folds (default 5)")
     g.add_argument("--repeats", type=int, default=5, help="CV repeats (default 5)")
     g.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
@@ -133,6 +136,7 @@ def add_commands(subparsers: Any) -> None:
                               formatter_class=fmt, epilog=PREDICT_EPILOG)
     _data_args(p, target=False)
     p.add_argument("--model-dir", required=True, help="directory written by 'facefeat fit'")
+    add_trust_option(p)
     p.add_argument("--times", help="comma-separated times for survival probabilities")
     p.add_argument("--out", required=True, metavar="FILE", help="output CSV or Parquet")
     p.set_defaults(func=cmd_predict)
@@ -363,7 +367,7 @@ def _evaluate_saved(args, out: Path, times, cal_times) -> int:
     from facefeat.survival.metrics import assign_risk_groups, evaluate
     from facefeat.survival.persist import load_model
 
-    est, meta = load_model(args.model_dir)
+    est, meta = load_model(args.model_dir, trust=args.trust)
     ds = _saved_model_data(args, meta, require_target=True)
     res = evaluate(est, ds.X, ds.y, times=times, tau=args.tau, calibration_times=cal_times,
                    n_bootstrap=args.bootstrap, random_state=args.seed)
@@ -391,7 +395,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from facefeat.survival.metrics import assign_risk_groups, survival_at
     from facefeat.survival.persist import load_model
 
-    est, meta = load_model(args.model_dir)
+    est, meta = load_model(args.model_dir, trust=args.trust)
     settings = dict(meta["settings"])
     ds = _saved_model_data(args, meta, require_target=False)
     risk = est.predict(ds.X)
