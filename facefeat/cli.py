@@ -96,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from facefeat.runtime import configure_runtime
+
+    configure_runtime()  # threads, OpenMP wait policy, subnormal flushing: before torch loads
     try:
         return int(args.func(args) or 0)
     except FacefeatError as exc:
