@@ -38,9 +38,11 @@ SEX_EFFECT = 0.5
 
 def make_cohort(out: Path, *, n: int = 240, seed: int = 7, face_effect: float = FACE_EFFECT,
                 age_effect: float = AGE_EFFECT, sex_effect: float = SEX_EFFECT, censoring: float = 0.3,
-                G=None, generator_info: dict | None = None) -> dict:
+                clinical_seed: int | None = None, G=None, generator_info: dict | None = None) -> dict:
     """Write the synthetic cohort into ``out``; returns the truth record.
 
+    ``clinical_seed``: draw age, sex and the survival times from this seed instead of ``seed``
+    (same photos, a new clinical table: replicate studies of one cohort of faces).
     ``G`` / ``generator_info``: a generator already loaded by
     :func:`facefeat.simulate.load_simulation_generator` (replicate studies reuse it).
     """
@@ -54,6 +56,8 @@ def make_cohort(out: Path, *, n: int = 240, seed: int = 7, face_effect: float = 
     if G is None:
         G, generator_info = load_simulation_generator(None)  # the bundled tiny generator, output calibrated
     ss = np.random.SeedSequence(seed).spawn(5)
+    if clinical_seed is not None:
+        ss[3], ss[4] = np.random.SeedSequence([seed, clinical_seed]).spawn(2)
     direction = design.random_direction(G.w_dim, seed=ss[0])
     moments = design.population_moments(G, direction)
     _, w = design.sample_latents(G, n, seed=ss[1])
@@ -73,7 +77,7 @@ def make_cohort(out: Path, *, n: int = 240, seed: int = 7, face_effect: float = 
     save_checkpoint(out / "generator", {"G_ema": G}, overwrite=True, provenance={
         "made_by": "examples/study/make_cohort.py: the bundled tiny test generator, output range calibrated",
         "source_sha256": (generator_info or {}).get("sha256"), "calibration": (generator_info or {}).get("calibration")})
-    truth = {"synthetic": True, "n": n, "seed": seed, "events": int(times["event"].sum()),
+    truth = {"synthetic": True, "n": n, "seed": seed, "clinical_seed": clinical_seed, "events": int(times["event"].sum()),
              "log_hr": {"face_per_sd": face_effect, "age_per_10_years": age_effect, "male_vs_female": sex_effect},
              "censoring_achieved": times["censoring_achieved"], "time_unit": "years",
              "direction": direction.tolist(), "generator": "bundled tiny test generator (32 px, w_dim 64)"}

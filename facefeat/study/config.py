@@ -499,7 +499,9 @@ def extraction_run_config(config: Mapping[str, Any], *, out: Path,
     run = {"input": config["inputs"]["photos"], "out": str(out), "extractors": list(ext["extractors"]),
            "subject_from": config["inputs"]["subject_from"], "batch_size": ext["batch_size"],
            "jobs": execution["jobs"], "device": ext["device"], "face": dict(ext["face"]), "align": dict(ext["align"]),
-           **sections}
+           "executor": execution["executor"], **sections}
+    if execution["cluster"]:
+        run["cluster"] = dict(execution["cluster"])
     return run
 
 

@@ -166,7 +166,9 @@ class Study:
         exts = {e.name: {"version": e.version, "config": e.config,
                          "models": {k: sha256_file(v) for k, v in e.model_files().items()}} for e in plan.extractors}
         records = [[r.image_id, r.subject_id, r.status] for r in plan.inputs.records]
-        section = {k: v for k, v in plan.config.items() if k not in ("out", "input", "jobs", "cache_dir")}
+        # where and how fast it runs changes no value: not part of the fingerprint
+        section = {k: v for k, v in plan.config.items()
+                   if k not in ("out", "input", "jobs", "cache_dir", "executor", "cluster")}
         return st.fingerprint("extract", {"run": section, "extractors": exts},
                               {"photos": st.sha256_bytes(st.canonical_json(records))})
 
@@ -288,20 +290,21 @@ class Study:
     def _do_extract(self, plan) -> tuple[list[Path], dict]:
         from facefeat.engine.run import run_extraction
 
-        executor = self.config["execution"]["executor"]
-        kwargs: dict[str, Any] = {"progress": self.show_bars}
-        if executor not in (None, "local"):
-            kwargs["executor"] = executor
-        summary = run_extraction(plan.config, **kwargs)
+        # The study owns extract/: a run of other inputs there is replaced (overwrite), while rows
+        # of extractors whose settings did not change are reused by the engine.
+        summary = run_extraction(plan.config, progress=self.show_bars, overwrite=True)
         files = [Path(p) for p in summary.tables.values()]
         return files, {"status_counts": summary.status_counts, "n_images": summary.n_images,
-                       "n_processed": summary.n_processed, "n_reused": summary.n_reused}
+                       "n_processed": summary.n_processed, "n_reused": summary.n_reused,
+                       "executor": getattr(summary, "executor", None)}
 
     def _do_data(self) -> tuple[list[Path], dict]:
         from facefeat.survival.dataset import load_survival_data
 
         inputs = self.config["inputs"]
-        ds = load_survival_data(clinical=inputs["clinical"], features=self.folder / "extract", id_column=inputs["id"],
+        # only the tables of this study's extractors (a table of an extractor removed from the config stays unread)
+        tables = [self.folder / "extract" / f"{name}.parquet" for name in self.config["extraction"]["extractors"]]
+        ds = load_survival_data(clinical=inputs["clinical"], features=tables, id_column=inputs["id"],
                                 time=inputs["time"], event=inputs["event"],
                                 covariates=list(inputs["covariates"]) or "none",
                                 categorical=list(inputs["categorical"]) or None, aggregate=inputs["aggregate"],
