@@ -82,14 +82,22 @@ def build_arm_estimator(arm: Mapping[str, Any], blocks: Mapping[str, list[str]],
     return build_estimator(options, shape)
 
 
+#: Cox models whose arms get a likelihood-ratio test of the added block (fitted unpenalised).
+COX_MODELS = ("coxph", "coxnet")
+
+
 def nested_design(arm: Mapping[str, Any], reference: Mapping[str, Any], blocks: Mapping[str, list[str]],
                   ref_blocks: Mapping[str, list[str]]) -> str | None:
-    """Why a likelihood-ratio test of ``arm`` against ``reference`` is not defined, or None
-    when the reference's blocks are a subset of the arm's, both unpenalised-Cox-compatible
-    early-fusion coxph models with the same block preprocessing."""
+    """Why a likelihood-ratio test of ``arm`` against ``reference`` is not defined, or None.
+
+    Defined when both are early-fusion Cox arms (coxph or coxnet) and the reference's blocks
+    are a subset of the arm's with the same preprocessing: the test then compares unpenalised
+    Cox fits of the arm's design with and without the added blocks (the penalty of a coxnet
+    arm is a fitting device, not part of the hypothesis that the block adds information).
+    """
     for a in (arm, reference):
-        if a["model"] != "coxph" or a["fusion"] != "early":
-            return f"arm {a['name']!r} is not an early-fusion coxph model"
+        if a["model"] not in COX_MODELS or a["fusion"] != "early":
+            return f"arm {a['name']!r} is not an early-fusion Cox model (coxph, coxnet)"
     for name, cols in ref_blocks.items():
         if name not in blocks or list(blocks[name]) != list(cols):
             return f"the reference's {name} columns are not all in arm {arm['name']!r}"
@@ -171,6 +179,7 @@ def run_arm(arm: Mapping[str, Any], X: pd.DataFrame, y: np.ndarray, blocks: dict
 
         hr = hazard_ratio_table(fitted)
         files += write_table(hr, out / "hazard_ratios")
+    if arm["model"] in COX_MODELS and arm["fusion"] == "early":
         design = full_design(fitted, Xa)
         with atomic_output(out / "design.parquet", suffix=".parquet") as tmp:
             design.to_parquet(tmp)

@@ -122,7 +122,8 @@ def _lrt(folder: Path, name: str, ref_name: str, why: str | None, data, lrt) -> 
             "events": res["events"], "loglik_full": res["loglik_full"], "loglik_reduced": res["loglik_reduced"],
             "added_columns": len(full) - len(reduced),
             "method": "likelihood-ratio test of nested unpenalised Cox models (Efron ties) on all subjects; "
-                      "design as the arm's blocks transform it (standardised, PCA scores)", "note": ""}
+                      "design as the arm's blocks transform it (standardised, PCA scores); df = added columns",
+            "note": ""}
 
 
 def _subgroup_frame(config: Mapping[str, Any], data, ids: pd.Series) -> pd.DataFrame | None:
