@@ -63,10 +63,10 @@ def example(folder: Path) -> None:
     first = Study.from_yaml(path).run()
     t_first = time.perf_counter() - t0
     print(f"\n## Example study (240 subjects), first run; {machine()}\n")
-    print(f"{'stage':<22} {'action':<9} {'seconds':>9}")
+    print(f"{'stage':<22} {'action':<9} {'wall s':>9} {'CPU s':>9}")
     print(f"{'(make_cohort.py)':<22} {'':<9} {t_cohort:>9.1f}")
     for s in first.stages:
-        print(f"{s.name:<22} {s.action:<9} {s.seconds:>9.1f}")
+        print(f"{s.name:<22} {s.action:<9} {s.seconds:>9.1f} {s.cpu_seconds:>9.1f}")
     print(f"{'total (study run)':<22} {'':<9} {t_first:>9.1f}\n")
     print(first.table())
     times = []

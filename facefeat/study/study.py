@@ -43,6 +43,7 @@ class StageRun:
     action: str
     seconds: float
     reason: str = ""
+    cpu_seconds: float = 0.0  # this process's CPU time (wall time on a shared machine says little)
 
 
 @dataclass
@@ -132,12 +133,12 @@ class Study:
             self._say(f"{name}: reused ({state.reason}; fingerprint {fp[:12]})")
             return state.record or {}
         self._say(f"{name}: running ({state.reason})")
-        t0 = _time.perf_counter()
+        t0, c0 = _time.perf_counter(), _time.process_time()
         outputs, info = work()
-        seconds = _time.perf_counter() - t0
-        rec = st.write_record(self.folder, name, fp, outputs, seconds=seconds, info=info)
-        self._ran.append(StageRun(name, "computed", seconds, state.reason))
-        self._say(f"{name}: done in {seconds:.1f} s")
+        seconds, cpu = _time.perf_counter() - t0, _time.process_time() - c0
+        rec = st.write_record(self.folder, name, fp, outputs, seconds=seconds, info={**info, "cpu_seconds": cpu})
+        self._ran.append(StageRun(name, "computed", seconds, state.reason, cpu))
+        self._say(f"{name}: done in {seconds:.1f} s ({cpu:.1f} s CPU)")
         return rec
 
     # -- fingerprints -----------------------------------------------------------------------
@@ -153,7 +154,9 @@ class Study:
                 inputs[key] = sha256_file(v)
         if stage == "encoder" and spec.get("generator") == "@training.generator":
             inputs["generator_stage"] = (st.read_record(self.folder, "training.generator") or {}).get("fingerprint")
-        return st.fingerprint(f"training.{stage}", spec, inputs)
+        # files and folders by content (in inputs), not by path
+        section = {k: ("(by content)" if k in inputs or k == "images" else v) for k, v in spec.items()}
+        return st.fingerprint(f"training.{stage}", section, inputs)
 
     def _extract_plan(self, trained: Mapping[str, str]):
         from facefeat.engine.run import plan_run
@@ -163,12 +166,18 @@ class Study:
     def _extract_fp(self, plan) -> str:
         from facefeat.io.hashing import sha256_file
 
-        exts = {e.name: {"version": e.version, "config": e.config,
-                         "models": {k: sha256_file(v) for k, v in e.model_files().items()}} for e in plan.extractors}
+        exts = {}
+        for e in plan.extractors:
+            models = {k: sha256_file(v) for k, v in e.model_files().items()}
+            # model files by content, not by path: a moved study folder is the same study
+            by_path = {str(v): f"sha256:{models[k]}" for k, v in e.model_files().items()}
+            config = {k: by_path.get(str(v), v) if isinstance(v, (str, Path)) else v for k, v in e.config.items()}
+            exts[e.name] = {"version": e.version, "config": config, "models": models}
         records = [[r.image_id, r.subject_id, r.status] for r in plan.inputs.records]
         # where and how fast it runs changes no value: not part of the fingerprint
-        section = {k: v for k, v in plan.config.items()
-                   if k not in ("out", "input", "jobs", "cache_dir", "executor", "cluster")}
+        # (the extractor sections are in 'extractors', their files by content)
+        skip = {"out", "input", "jobs", "cache_dir", "executor", "cluster", *exts}
+        section = {k: v for k, v in plan.config.items() if k not in skip}
         return st.fingerprint("extract", {"run": section, "extractors": exts},
                               {"photos": st.sha256_bytes(st.canonical_json(records))})
 
@@ -190,10 +199,11 @@ class Study:
         blocks = arm_columns(arm, data.info)
         cols = [c for v in blocks.values() for c in v]
         inputs = {"columns": st.frame_hash(data.X[cols]), "target": st.frame_hash(data.target)}
+        section = {"arm": dict(arm), "cv": self.config["cv"], "time_unit": self.config["inputs"]["time_unit"]}
         if arm.get("robustness"):
             t = Path(arm["robustness"]["table"])
             inputs["robustness"] = sha256_file(t) if t.is_file() else str(t)
-        section = {"arm": dict(arm), "cv": self.config["cv"], "time_unit": self.config["inputs"]["time_unit"]}
+            section["arm"]["robustness"] = {**arm["robustness"], "table": "(by content: inputs.robustness)"}
         return st.fingerprint(f"arm:{arm['name']}", section, inputs)
 
     def _downstream_fp(self, stage: str, arm_fps: Mapping[str, str], extra: Mapping[str, Any]) -> str:

@@ -29,6 +29,8 @@ def small_config(cohort: str = "cohort") -> dict:
     sg.update(checkpoint=f"{cohort}/generator.safetensors", steps=20, w_avg_samples=500, batch_size=30)
     cfg["extraction"]["batch_size"] = 30
     cfg["cv"] = {"folds": 3, "repeats": 2, "seed": 0}
+    for arm in cfg["arms"][1:]:
+        arm["pca"] = 5  # 60 subjects: 5 components, not the 64 latent columns (the LRT stays well defined)
     return cfg
 
 

@@ -25,8 +25,12 @@ def test_outputs_of_a_finished_study(finished_study):
     for arm in ("clinical", "faces", "faces+clinical"):
         d = f / "arms" / arm
         for rel in ("cv/results.json", "cv/oof_predictions.csv", "oof.parquet", "folds.parquet",
-                    "model/model.json", "hazard_ratios.csv", "arm.json"):
+                    "model/model.json", "design.parquet", "arm.json"):
             assert (d / rel).is_file(), f"{arm}/{rel}"
+    # hazard-ratio tables for the coxph arm (the face arms are coxnet)
+    hr = pd.read_csv(f / "arms" / "clinical" / "hazard_ratios.csv")
+    assert {"age", "sex"} <= {t.split("_")[0].split("[")[0].split(":")[-1] for t in hr["term"]} or len(hr) == 2
+    assert (hr["hr"] > 0).all() and ((hr["ci_low"] <= hr["hr"]) & (hr["hr"] <= hr["ci_high"])).all()
     # every arm on the same subject splits
     hashes = {json.loads((f / "arms" / a / "arm.json").read_text())["splits_sha256"]
               for a in ("clinical", "faces", "faces+clinical")}
@@ -39,7 +43,7 @@ def test_outputs_of_a_finished_study(finished_study):
     assert ((c["ci_low"] <= c["difference"]) & (c["difference"] <= c["ci_high"])).all()
     assert np.allclose(c["difference"], c["arm_estimate"] - c["reference_estimate"], atol=1e-9)
     lrt = res.lrt.set_index("arm")
-    assert lrt.loc["faces+clinical", "df"] == 5  # the 5 PCA components of the face block
+    assert lrt.loc["faces+clinical", "df"] == 5  # the added block: 5 principal components of the W latent
     assert 0 <= lrt.loc["faces+clinical", "p_value"] <= 1
     assert "not nested" in lrt.loc["faces", "note"] or "not all in arm" in lrt.loc["faces", "note"]
     html = (f / "report.html").read_text()
