@@ -20,6 +20,7 @@ from facefeat.errors import FacefeatError
 #: Modules that add subcommands, in help order. A module that is not there yet is skipped.
 COMMAND_MODULES = (
     "facefeat.engine.cli",  # extract, plugins, inspect
+    "facefeat.io.cli",  # export
     "facefeat.models.cli",  # models list|pull|verify|convert
     "facefeat.survival.cli",  # fit, evaluate, predict
     "facefeat.training.cli",  # train generator|encoder

@@ -181,7 +181,8 @@ class Executor:
 
 
 def make_executor(spec: str | None = None, *, jobs: int = 1, cluster: Mapping[str, Any] | None = None,
-                  threads: int | None = None, env: Mapping[str, str] | None = None) -> Executor:
+                  threads: int | None = None, env: Mapping[str, str] | None = None,
+                  timeout: float = CONNECT_TIMEOUT) -> Executor:
     """Build the executor named by ``spec``.
 
     Parameters
@@ -199,6 +200,8 @@ def make_executor(spec: str | None = None, *, jobs: int = 1, cluster: Mapping[st
         local workers (:func:`facefeat.runtime.default_threads`), for jobqueue the job's cores.
     env : mapping, optional
         Extra environment variables for worker processes this executor starts.
+    timeout : float, default 10
+        Seconds to wait for a running scheduler (``tcp://``) to answer.
 
     Raises
     ------
@@ -221,7 +224,7 @@ def make_executor(spec: str | None = None, *, jobs: int = 1, cluster: Mapping[st
             raise ConfigError(f"executor {spec!r}: write local:N with N >= 1 worker processes, e.g. --cluster local:2")
         return DaskExecutor.local_cluster(int(n), threads=threads or default_threads(workers=int(n)), env=env)
     if "://" in spec:
-        return DaskExecutor.connect(spec, threads=threads)
+        return DaskExecutor.connect(spec, threads=threads, timeout=timeout)
     if spec in JOBQUEUE_KINDS:
         return DaskExecutor.jobqueue(spec, cluster or {}, threads=threads, env=env)
     raise ConfigError(f"unknown executor {spec!r}; use local (--jobs N), local:N, tcp://HOST:PORT, "

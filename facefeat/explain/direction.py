@@ -306,7 +306,9 @@ def latent_block_columns(meta: dict | None, feature_names, *, column: str | None
         raise ConfigError(f"the model uses several latent columns {sorted(latents)}; choose one (column=... / --column)")
     col, spec = next(iter(latents.items()))
     size = int(spec["size"])
-    flat = [f"{col}_{i}" for i in range(size)]
+    from facefeat.io.features import flat_columns
+
+    flat = flat_columns(col, size)
     if latent_shape is not None:
         shape = tuple(int(v) for v in latent_shape)
     elif spec.get("shape"):

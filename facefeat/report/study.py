@@ -91,7 +91,7 @@ def inspect_run(run_dir: str | Path) -> list[dict]:
 
 def read_run(run_dir: str | Path) -> list[RunTable]:
     """The run's tables with their status counts, columns, provenance and key columns."""
-    import pyarrow.parquet as pq
+    from facefeat.io.tables import read_table
 
     out = []
     for rep in inspect_run(run_dir):
@@ -101,7 +101,7 @@ def read_run(run_dir: str | Path) -> list[RunTable]:
         if missing:
             raise InputError(f"{path} lacks the key column(s) {missing} of a facefeat feature table; "
                              "RUN_DIR must hold only tables written by 'facefeat extract'")
-        keys = pq.read_table(path, columns=["image_id", "subject_id", "status"]).to_pandas()
+        keys = read_table(path, columns=["image_id", "subject_id", "status"]).to_pandas()
         out.append(RunTable(path.stem, path, int(rep["rows"]), dict(rep["status_counts"]), rep["columns"],
                             rep.get("provenance") or {}, keys))
     return out
