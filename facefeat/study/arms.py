@@ -18,6 +18,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from sklearn.base import clone
+
 from facefeat.errors import ConfigError
 from facefeat.study.config import CLINICAL
 
@@ -126,16 +128,18 @@ def run_arm(arm: Mapping[str, Any], X: pd.DataFrame, y: np.ndarray, blocks: dict
             ) -> tuple[list[Path], dict[str, Any]]:
     """Cross-validate one arm, fit it on all subjects, and write its folder.
 
-    Writes ``cv/results.json`` + ``cv/oof_predictions.csv`` (the layout of ``facefeat evaluate``,
-    so the report's per-arm sections read it), ``folds.csv`` / ``oof.csv`` / ``summary.csv``
+    Writes ``cv/`` (:func:`facefeat.survival.results.write_cv_results`: the layout of
+    ``facefeat evaluate``, which the report's per-arm sections read), ``folds.csv`` / ``oof.csv`` / ``summary.csv``
     (+ Parquet), ``model/`` (:func:`facefeat.survival.persist.save_model`), ``hazard_ratios``
-    for coxph arms, and ``design.parquet`` (full-data design) for early-fusion coxph arms.
+    for coxph arms, and ``design.parquet`` (full-data design) for early-fusion Cox arms.
 
     Returns the written files and a summary dict.
     """
+    from facefeat.io.atomic import atomic_output
     from facefeat.study.stages import write_json, write_table
     from facefeat.survival.metrics import risk_cutoffs
-    from facefeat.survival.persist import save_model
+    from facefeat.survival.persist import save_model, spec_fingerprint
+    from facefeat.survival.results import write_cv_results
     from facefeat.survival.validation import cross_validate
 
     t0 = _time.perf_counter()
@@ -145,19 +149,18 @@ def run_arm(arm: Mapping[str, Any], X: pd.DataFrame, y: np.ndarray, blocks: dict
     res = cross_validate(est, Xa, y, n_splits=cv["folds"], n_repeats=cv["repeats"], random_state=cv["seed"],
                          risk_groups=cv["risk_groups"], n_jobs=jobs)
     t_cv = _time.perf_counter() - t0
-    from sklearn.base import clone
-
     fitted = clone(est).fit(Xa, y)
     files: list[Path] = []
-    cv_dir = out / "cv"
-    results = {"mode": "cross-validation", "model": arm["model"], "fusion": arm["fusion"], "arm": arm["name"],
-               "time_unit": time_unit, **res.to_dict()}
-    files.append(write_json(cv_dir / "results.json", results))
-    from facefeat.io.atomic import atomic_output
-
-    with atomic_output(cv_dir / "oof_predictions.csv", suffix=".csv") as tmp:
-        res.oof.to_csv(tmp, index=False, float_format="%.10g")
-    files.append(cv_dir / "oof_predictions.csv")
+    risk = fitted.predict(Xa)
+    ds_schema = {"blocks": {k: list(v) for k, v in blocks.items()}, "categorical": categorical, "feature_tables": []}
+    settings = {"id_column": "subject_id", "risk_cutoffs": risk_cutoffs(risk, cv["risk_groups"]).tolist(),
+                "covariates_used": blocks.get("clinical", []), "time_unit": time_unit, "arm": arm["name"]}
+    # cv/: the one cross-validation layout (evaluate, simulate, the report's reader), matched to
+    # the saved model by its specification fingerprint
+    write_cv_results(out / "cv", res, model=arm["model"], fusion=arm["fusion"],
+                     spec_sha256=spec_fingerprint(fitted, ds_schema, settings), title=f"Study arm {arm['name']}",
+                     extra={"arm": arm["name"], "time_unit": time_unit})
+    files += [out / "cv" / "results.json", out / "cv" / "results.md", out / "cv" / "oof_predictions.csv"]
     oof = res.oof.drop(columns=["row"]).rename(columns={"id": "subject_id"})
     files += write_table(oof, out / "oof")
     folds = res.folds.copy()
@@ -165,15 +168,10 @@ def run_arm(arm: Mapping[str, Any], X: pd.DataFrame, y: np.ndarray, blocks: dict
         folds["params"] = folds["params"].map(lambda p: json.dumps(p, sort_keys=True, default=str))
     files += write_table(folds, out / "folds")
     files += write_table(res.summary, out / "summary")
-    risk = fitted.predict(Xa)
-    ds_schema = {"blocks": {k: list(v) for k, v in blocks.items()}, "categorical": categorical, "feature_tables": []}
-    settings = {"id_column": "subject_id", "risk_cutoffs": risk_cutoffs(risk, cv["risk_groups"]).tolist(),
-                "covariates_used": blocks.get("clinical", []), "time_unit": time_unit, "arm": arm["name"]}
     save_model(out / "model", fitted, schema=ds_schema, settings=settings,
                provenance={"study_arm": dict(arm), "robustness_filter": robustness, "sources": dict(data_sources or {}),
                            "n_subjects": int(len(y)), "n_events": int(y["event"].sum())})
     files += sorted(p for p in (out / "model").iterdir() if p.is_file() and not p.name.startswith("."))
-    hr = None
     if arm["model"] == "coxph" and arm["fusion"] == "early":
         from facefeat.survival.hazard import hazard_ratio_table
 

@@ -29,7 +29,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "arm": ("", "arm name (study.yaml arms[].name)"),
     "reference": ("", "reference arm of the comparison"),
     "subject_id": ("", "subject id of the clinical table"),
-    "fold": ("", "test fold (0-based) in which the subject was predicted, first CV repeat"),
+    "fold": ("", "test fold (0-based): oof_predictions: the fold that predicted the subject (first CV repeat); "
+                 "fold_metrics: the fold whose test part the row scores"),
     "repeat": ("", "CV repeat (0-based)"),
     "risk": ("log relative hazard (model scale)", "out-of-fold risk score; higher = worse prognosis"),
     "risk_group": ("", "risk group by the quantiles of the training fold's risk (0 = lowest)"),
@@ -60,6 +61,14 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "n_train": ("subjects", "training-fold size"),
     "fit_seconds": ("s", "time to fit the fold's model"),
     "params": ("", "hyperparameters chosen in the fold (nested CV), JSON"),
+    "hr_per_sd": ("hazard ratio", "test fold: Cox hazard ratio per SD of the predicted risk score"),
+    "hr_per_sd_low": ("hazard ratio", "lower end of its Wald interval"),
+    "hr_per_sd_high": ("hazard ratio", "upper end of its Wald interval"),
+    "hr_per_sd_p": ("", "Wald p-value of hr_per_sd"),
+    "model": ("", "survival model of the arm (coxph, coxnet, rsf, gbsa, deepsurv)"),
+    "fusion": ("", "early (one model on all blocks) or late (one model per block, stacked)"),
+    "features": ("", "the arm's features: extractor tables and clinical covariates"),
+    "pca": ("components or variance fraction", "PCA of each image block (empty: none)"),
     "term": ("", "model term (column, or level of a categorical column versus its reference level)"),
     "unit": ("", "what one unit of the term is (per unit, per SD, level vs reference)"),
     "coef": ("log hazard ratio", "Cox coefficient"),
@@ -81,20 +90,22 @@ def _pseudo(frame: pd.DataFrame, key: bytes | None) -> pd.DataFrame:
     return frame
 
 
-def _describe(column: str, feature_units: Mapping[str, tuple[str, str]], time_unit: str) -> tuple[str, str]:
+def _describe(column: str, feature_units: Mapping[str, tuple[str, str]], time_unit: str,
+              covariates: list[str]) -> tuple[str, str]:
     if column in COLUMNS:
         unit, meaning = COLUMNS[column]
         return unit.format(unit=time_unit), meaning
     if column.startswith("surv_"):
         return "probability", f"predicted survival probability at time {column[5:]} {time_unit} (out-of-fold)"
-    for suffix, (unit, meaning) in (("_ci_low", ("", "lower end of the interval of ")),
-                                    ("_ci_high", ("", "upper end of the interval of "))):
+    for suffix, what in (("_ci_low", "lower end of the interval of "), ("_ci_high", "upper end of the interval of ")):
         if column.endswith(suffix) and column[: -len(suffix)] in COLUMNS:
-            u, m = COLUMNS[column[: -len(suffix)]]
-            return u, meaning + m
+            unit, meaning = COLUMNS[column[: -len(suffix)]]
+            return unit, what + meaning
     if column in feature_units:
         return feature_units[column]
-    return "", "clinical covariate from the clinical table"
+    if column in covariates:
+        return "as in the clinical table", "clinical covariate (inputs.covariates)"
+    return "", "UNDOCUMENTED"  # tests/study check that no exported column ends here
 
 
 def _feature_units(data) -> dict[str, tuple[str, str]]:
@@ -138,7 +149,7 @@ def _dictionary(files: Mapping[str, pd.DataFrame], data, time_unit: str, pseudon
                     lines.append(f"| {c} ... {cols[j]} ({j - i + 1} columns) | {unit} | {meaning} |")
                     i = j + 1
                     continue
-            unit, meaning = _describe(c, units, time_unit)
+            unit, meaning = _describe(c, units, time_unit, list(data.info["covariates"]))
             lines.append(f"| {c} | {unit} | {meaning} |")
             i += 1
         lines.append("")

@@ -134,7 +134,8 @@ def _arm_section(config: Mapping[str, Any], folder: Path, name: str, subgroups: 
     if info.get("notes"):
         body.append(h.details(f"Notes ({len(info['notes'])})", "".join(h.para(n) for n in info["notes"])))
     parts = [h.Section(f"arm-{name}", f"Arm: {name}", "".join(body))]
-    for s in (sec.km_section(val), sec.calibration_section(val)):
+    unit = config["inputs"]["time_unit"]
+    for s in (sec.km_section(val, unit), sec.calibration_section(val, unit)):
         parts.append(h.Section(f"arm-{name}-{s.id}", f"{name}: {s.title}", s.body))
     return parts
 

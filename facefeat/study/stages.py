@@ -13,7 +13,6 @@ one that is recomputed.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -123,19 +122,10 @@ def write_record(folder: Path, name: str, fp: str, outputs: Iterable[Path], *, s
 
 
 def write_json(path: Path, data: Any) -> Path:
-    """JSON file written atomically; NaN and infinities become null (valid JSON for every reader)."""
+    """JSON file written atomically, through the one JSON sanitiser (NaN and infinities as null)."""
+    from facefeat.survival.results import clean_json
 
-    def clean(v: Any) -> Any:
-        v = _plain(v)
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        return v
-
-    return write_bytes_atomic(path, json.dumps(clean(data), indent=2, default=str).encode())
+    return write_bytes_atomic(path, json.dumps(clean_json(_plain(data)), indent=2).encode())
 
 
 def write_table(frame, path_stem: Path, *, index: bool = False) -> list[Path]:

@@ -123,6 +123,7 @@ def test_pseudonymised_exports(tmp_path, finished_study):
         assert not {"path", "image_id"} & set(frame.columns)
     readme = (exp / "README.md").read_text()
     assert "keyed pseudonyms" in readme and "HMAC-SHA256" in readme
+    assert "UNDOCUMENTED" not in readme
     # every exported column is in the data dictionary
     for f in exp.glob("*.parquet"):
         for col in pd.read_parquet(f).columns:
