@@ -16,7 +16,8 @@ p < 0.05), and also counted separately for each criterion. Rates with Clopper-Pe
 intervals. With ``--planted R`` the same with the planted effect (power).
 
     python benchmarks/bench_study.py --example
-    python benchmarks/bench_study.py --null 20 [--planted 5]
+    python benchmarks/bench_study.py --null 20 [--planted 5] \\
+        [--cohort examples/study/cohort --extract examples/study/extract]
 """
 
 from __future__ import annotations
@@ -99,23 +100,29 @@ def _clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]
     return lo, hi
 
 
-def replicates(folder: Path, n_rep: int, face_effect: float, label: str) -> None:
-    import numpy as np
-
+def replicates(folder: Path, n_rep: int, face_effect: float, label: str, *, cohort: Path, extract: Path,
+               seed: int = 7) -> None:
+    """``n_rep`` studies of the photos in ``cohort`` (rendered with ``seed``) with new clinical
+    tables, sharing the extraction run folder ``extract`` (computed once)."""
     from facefeat.simulate import load_simulation_generator
     from facefeat.study import Study
 
     mc = _make_cohort_module()
     G, info = load_simulation_generator(None)
-    path = _copy_config(folder)
-    cfg = yaml.safe_load(path.read_text())
+    cfg = yaml.safe_load((EXAMPLE / "study.yaml").read_text())
+    cfg["inputs"]["photos"] = str(cohort / "photos")
+    cfg["inputs"]["clinical"] = str(folder / "clinical" / "clinical.csv")
+    cfg["extraction"]["extractors"]["stylegan2"]["checkpoint"] = str(cohort / "generator.safetensors")
+    cfg["extraction"]["out"] = str(extract)
     cfg["outputs"] = {"report": False, "exports": False}
     # the test compares faces+clinical with clinical: the faces-only arm is not needed here
     cfg["arms"] = [a for a in cfg["arms"] if a["name"] != "faces"]
+    path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     rows, seconds = [], []
     for r in range(n_rep):
-        mc.make_cohort(folder / "cohort", face_effect=face_effect, clinical_seed=1000 + r, G=G, generator_info=info)
+        mc.make_cohort(folder / "clinical", seed=seed, face_effect=face_effect, clinical_seed=1000 + r, photos=False,
+                       G=G, generator_info=info)
         t0 = time.perf_counter()
         res = Study.from_yaml(path).run()
         seconds.append(time.perf_counter() - t0)
@@ -134,9 +141,8 @@ def replicates(folder: Path, n_rep: int, face_effect: float, label: str) -> None
                     ("both (the acceptance test)", sum(a and b for a, b in rows))):
         lo, hi = _clopper_pearson(k, n)
         print(f"{name:<44} {k:>10} {k / n:>6.3f} {f'[{lo:.3f}, {hi:.3f}]':>26}")
-    print(f"median seconds per replicate study (extraction reused): {statistics.median(seconds):.1f}; "
+    print(f"median seconds per replicate study (extraction shared): {statistics.median(seconds):.1f}; "
           f"first {seconds[0]:.1f}")
-    _ = np  # numpy imported for the replicate draws' side effects in make_cohort
 
 
 def main() -> None:
@@ -145,6 +151,10 @@ def main() -> None:
     ap.add_argument("--null", type=int, default=0, metavar="R", help="part 2: R replicate studies without effect")
     ap.add_argument("--planted", type=int, default=0, metavar="R", help="R replicate studies with the planted effect")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR (kept) instead of a temporary folder")
+    ap.add_argument("--cohort", metavar="DIR", help="replicates: the photos of this cohort (default: rendered anew), "
+                                                    "e.g. examples/study/cohort")
+    ap.add_argument("--extract", metavar="DIR", help="replicates: share this extraction run folder, e.g. "
+                                                     "examples/study/extract (its rows are reused)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     warnings.filterwarnings("ignore")
@@ -156,12 +166,18 @@ def main() -> None:
         if args.example:
             (base / "example").mkdir(exist_ok=True)
             example(base / "example")
-        if args.null:
-            (base / "null").mkdir(exist_ok=True)
-            replicates(base / "null", args.null, 0.0, "No face effect (type I error)")
-        if args.planted:
-            (base / "planted").mkdir(exist_ok=True)
-            replicates(base / "planted", args.planted, 1.0, "Planted face effect (power)")
+        if args.null or args.planted:
+            # one cohort of photos, extracted once: the example's folder when it has been run
+            # (--cohort), else rendered and extracted here by the first replicate
+            cohort = Path(args.cohort) if args.cohort else base / "cohort"
+            if not (cohort / "clinical.csv").is_file():
+                _make_cohort_module().make_cohort(cohort)
+            extract = Path(args.extract) if args.extract else base / "extract"
+            for what, n_rep, effect, label in (("null", args.null, 0.0, "No face effect (type I error)"),
+                                               ("planted", args.planted, 1.0, "Planted face effect (power)")):
+                if n_rep:
+                    (base / what).mkdir(exist_ok=True)
+                    replicates(base / what, n_rep, effect, label, cohort=cohort, extract=extract)
 
 
 if __name__ == "__main__":

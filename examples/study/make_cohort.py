@@ -38,11 +38,14 @@ SEX_EFFECT = 0.5
 
 def make_cohort(out: Path, *, n: int = 240, seed: int = 7, face_effect: float = FACE_EFFECT,
                 age_effect: float = AGE_EFFECT, sex_effect: float = SEX_EFFECT, censoring: float = 0.3,
-                clinical_seed: int | None = None, G=None, generator_info: dict | None = None) -> dict:
+                clinical_seed: int | None = None, photos: bool = True, G=None,
+                generator_info: dict | None = None) -> dict:
     """Write the synthetic cohort into ``out``; returns the truth record.
 
     ``clinical_seed``: draw age, sex and the survival times from this seed instead of ``seed``
     (same photos, a new clinical table: replicate studies of one cohort of faces).
+    ``photos=False``: write only ``clinical.csv`` and ``truth.json`` (the photos of another
+    call with the same ``seed`` are the same).
     ``G`` / ``generator_info``: a generator already loaded by
     :func:`facefeat.simulate.load_simulation_generator` (replicate studies reuse it).
     """
@@ -69,14 +72,17 @@ def make_cohort(out: Path, *, n: int = 240, seed: int = 7, face_effect: float = 
     eta = face_effect * face + age_effect * (age - 60.0) / 10.0 + sex_effect * (sex == "male")
     times = design.simulate_times(eta, seed=ss[4], baseline="weibull", shape=1.5, scale=5.0, censoring=censoring)
     ids = [f"S{i + 1:04d}" for i in range(n)]
-    for sid, img in zip(ids, images):
+    out.mkdir(parents=True, exist_ok=True)
+    for sid, img in zip(ids, images) if photos else ():
         write_bytes_atomic(out / "photos" / f"{sid}.png", array_png(img))
     clinical = pd.DataFrame({"subject_id": ids, "time": np.round(times["time"], 4),
                              "event": times["event"].astype(int), "age": age, "sex": sex})
     clinical.to_csv(out / "clinical.csv", index=False)
-    save_checkpoint(out / "generator", {"G_ema": G}, overwrite=True, provenance={
-        "made_by": "examples/study/make_cohort.py: the bundled tiny test generator, output range calibrated",
-        "source_sha256": (generator_info or {}).get("sha256"), "calibration": (generator_info or {}).get("calibration")})
+    if photos:
+        save_checkpoint(out / "generator", {"G_ema": G}, overwrite=True, provenance={
+            "made_by": "examples/study/make_cohort.py: the bundled tiny test generator, output range calibrated",
+            "source_sha256": (generator_info or {}).get("sha256"),
+            "calibration": (generator_info or {}).get("calibration")})
     truth = {"synthetic": True, "n": n, "seed": seed, "clinical_seed": clinical_seed, "events": int(times["event"].sum()),
              "log_hr": {"face_per_sd": face_effect, "age_per_10_years": age_effect, "male_vs_female": sex_effect},
              "censoring_achieved": times["censoring_achieved"], "time_unit": "years",

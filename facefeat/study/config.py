@@ -144,6 +144,9 @@ STUDY_SCHEMA: dict[str, Any] = {
                 "batch_size": {"type": "integer", "minimum": 1, "default": 8,
                                "description": "images per batch (the unit of progress saved for resuming)"},
                 "device": _p("string", "cpu", "cpu, cuda, cuda:N, mps"),
+                "out": {"type": ["string", "null"], "default": None,
+                        "description": "run folder of the extraction; default <study>/extract. Studies of one "
+                                       "cohort (e.g. replicate clinical tables) can share one"},
             },
         },
         "arms": {"type": "array", "minItems": 1, "items": ARM_SCHEMA,
@@ -301,6 +304,7 @@ def _resolve_paths(config: dict[str, Any], base: Path) -> None:
             arm["robustness"]["table"] = _resolve(base, arm["robustness"]["table"])
     out = config["outputs"]
     out["pseudonymise"] = _resolve(base, out["pseudonymise"])
+    config["extraction"]["out"] = _resolve(base, config["extraction"]["out"])
     for stage in ("generator", "encoder"):
         spec = config["training"].get(stage)
         if spec:

@@ -105,8 +105,12 @@ def check_stage(name: str, root: Path, fp: str | None) -> StageState:
 
 
 def output_hashes(folder: Path, files: Iterable[Path]) -> dict[str, str]:
+    """sha256 of each output, keyed by its path relative to the study folder (``../`` for a shared
+    extraction folder outside it)."""
+    import os
+
     folder = Path(folder)
-    return {str(Path(f).relative_to(folder)): sha256_file(f) for f in sorted(set(map(Path, files)))}
+    return {os.path.relpath(f, folder): sha256_file(f) for f in sorted(set(map(Path, files)))}
 
 
 def write_record(folder: Path, name: str, fp: str, outputs: Iterable[Path], *, seconds: float,

@@ -104,6 +104,12 @@ class Study:
         self.show_bars = show_bars
         self._ran: list[StageRun] = []
 
+    @property
+    def extract_dir(self) -> Path:
+        """The extraction run folder (``extraction.out``, default ``<study>/extract``)."""
+        out = self.config["extraction"].get("out")
+        return Path(out) if out else self.folder / "extract"
+
     @classmethod
     def from_yaml(cls, path: str | Path, **kwargs: Any) -> "Study":
         """Load and validate ``study.yaml`` (no input is read; see :meth:`validate`)."""
@@ -161,7 +167,7 @@ class Study:
     def _extract_plan(self, trained: Mapping[str, str]):
         from facefeat.engine.run import plan_run
 
-        return plan_run(extraction_run_config(self.config, out=self.folder / "extract", trained=trained))
+        return plan_run(extraction_run_config(self.config, out=self.extract_dir, trained=trained))
 
     def _extract_fp(self, plan) -> str:
         from facefeat.io.hashing import sha256_file
@@ -313,7 +319,7 @@ class Study:
 
         inputs = self.config["inputs"]
         # only the tables of this study's extractors (a table of an extractor removed from the config stays unread)
-        tables = [self.folder / "extract" / f"{name}.parquet" for name in self.config["extraction"]["extractors"]]
+        tables = [self.extract_dir / f"{name}.parquet" for name in self.config["extraction"]["extractors"]]
         ds = load_survival_data(clinical=inputs["clinical"], features=tables, id_column=inputs["id"],
                                 time=inputs["time"], event=inputs["event"],
                                 covariates=list(inputs["covariates"]) or "none",

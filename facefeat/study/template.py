@@ -49,6 +49,7 @@ extraction:                       # the engine's resumable run into <study>/extr
   align: {{}}                       # alignment settings of the run config
   batch_size: 8                   # images per batch (the unit of progress kept when interrupted)
   device: cpu                     # cpu | cuda | cuda:N | mps
+  out: null                       # extraction run folder (default <study>/extract; studies may share one)
 
 arms:                             # the models compared, all on the same subject splits
   - name: clinical                # arms/<name>/; letters, digits, _ . + -
