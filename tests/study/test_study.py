@@ -142,3 +142,33 @@ def test_python_api_and_cli_status(finished_study, capsys):
     assert main(["study", "status", str(finished_study / "study.yaml")]) == 0
     out = capsys.readouterr().out
     assert "arm:faces+clinical" in out and "done" in out
+
+
+def test_robustness_filter_on_one_arm(tmp_path, finished_study):
+    """An arm with robustness.min_icc keeps the latent dimensions the ICC table passes, records
+    the filter, and is the only arm recomputed."""
+    import re
+
+    from facefeat.study import Study
+
+    shutil.copytree(finished_study, tmp_path / "s", symlinks=True)
+    cols = [c for c in pd.read_parquet(tmp_path / "s" / "data" / "modelling.parquet").columns
+            if c.startswith("stylegan2__")]
+    rows = []
+    for c in cols:
+        m = re.match(r"^(.+)_(\d+)$", c)
+        i = int(m.group(2))
+        rows.append({"extractor": "stylegan2", "column": m.group(1), "index": i, "feature": c, "perturbation": "all",
+                     "status": "ok", "icc": 0.9 if i % 2 == 0 else 0.5, "icc_form": "ICC(2,1)"})
+    pd.DataFrame(rows).to_parquet(tmp_path / "robustness.parquet")
+    cfg = yaml.safe_load((tmp_path / "s" / "study.yaml").read_text())
+    cfg["arms"][1]["robustness"] = {"table": str(tmp_path / "robustness.parquet"), "min_icc": 0.75}
+    write_config(tmp_path / "s", cfg)
+    res = Study.from_yaml(tmp_path / "s" / "study.yaml").run()
+    assert [s.name for s in res.stages if s.action == "computed"] == ["arm:faces", "comparison", "report", "exports"]
+    info = json.loads((tmp_path / "s" / "arms" / "faces" / "arm.json").read_text())
+    assert info["columns"] == {"stylegan2": len(cols) // 2}
+    rec = info["robustness"]["stylegan2"]
+    assert rec["min_icc"] == 0.75 and rec["kept"] == len(cols) // 2 and rec["dropped_below"] == len(cols) // 2
+    meta = json.loads((tmp_path / "s" / "arms" / "faces" / "model" / "model.json").read_text())
+    assert meta["provenance"]["robustness_filter"]["stylegan2"]["kept"] == len(cols) // 2
