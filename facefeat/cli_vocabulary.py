@@ -56,11 +56,14 @@ def add_out(parser, *, required: bool = True, metavar: str = "DIR", help: str = 
 
 
 def add_model_dir(parser, *, required: bool = False, help: str | None = None, old: tuple[str, ...] = ()) -> None:
-    """``--model-dir MODEL_DIR``: a model saved by ``facefeat fit -o MODEL_DIR``."""
-    parser.add_argument("--model-dir", dest="model_dir", metavar="MODEL_DIR", required=required and not old,
+    """``--model-dir MODEL_DIR``: a model saved by ``facefeat fit -o MODEL_DIR`` (``old``: earlier
+    spellings, accepted with a deprecation message; one of them or ``--model-dir`` is required
+    when ``required``)."""
+    target = parser.add_mutually_exclusive_group(required=True) if (required and old) else parser
+    target.add_argument("--model-dir", dest="model_dir", metavar="MODEL_DIR", required=required and not old,
                         default=None, help=help or "saved model: the folder 'facefeat fit -o' wrote")
     if old:
-        deprecated(parser, *old, new="--model-dir", dest="model_dir", metavar="MODEL_DIR")
+        deprecated(target, *old, new="--model-dir", dest="model_dir", metavar="MODEL_DIR")
 
 
 def add_cv(parser, *, repeats: int = DEFAULT_REPEATS, old_folds: tuple[str, ...] = (),

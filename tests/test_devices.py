@@ -163,7 +163,7 @@ def _commands(tmp: Path) -> dict[str, list[str]]:
                          "--subject", "S1", "-o", str(tmp / "out")],
         "explain regions": ["explain", "regions", "--model", str(tmp / "model"), "--features", str(tmp / "run"),
                             "-o", str(tmp / "out")],
-        "report": ["report", str(tmp / "run"), str(tmp / "model"), "-o", str(tmp / "out")],
+        "report": ["report", str(tmp / "run"), "--model-dir", str(tmp / "model"), "-o", str(tmp / "out")],
     }
 
 

@@ -15,8 +15,8 @@ from facefeat.cli import accept_negative_values, add_trust_option
 
 DIRECTION_EPILOG = """\
 examples:
-  facefeat explain direction --model models/faces_coxph -o health.npz
-  facefeat explain direction --model models/late --block image --per unit_norm -o health_unit.npz
+  facefeat explain direction --model-dir models/faces_coxph -o health.npz
+  facefeat explain direction --model-dir models/late --block image --per unit_norm -o health_unit.npz
 
 The direction v = g / |g|^2 (g: the model's log-hazard gradient in latent space, through its
 scaling and PCA) moves the predicted log-hazard by exactly +1 per unit step (hazard x e).
@@ -26,11 +26,11 @@ Needs a linear model (coxph, coxnet); see docs/explain.md for non-linear ones.
 
 EDIT_EPILOG = """\
 examples:
-  facefeat explain edit --model models/m1 --features runs/r1 --clinical clinical.csv \\
+  facefeat explain edit --model-dir models/m1 --features runs/r1 --clinical clinical.csv \\
       --subject P017 --steps -3..3 --gif -o edits/
-  facefeat explain edit --model models/m1 --features runs/r1 --subject P017 --subject P020 \\
+  facefeat explain edit --model-dir models/m1 --features runs/r1 --subject P017 --subject P020 \\
       --steps -2..2:0.5 --layers coarse -o edits_coarse/
-  facefeat explain edit --model models/m1 --features runs/r1 --subject P017 \\
+  facefeat explain edit --model-dir models/m1 --features runs/r1 --subject P017 \\
       --probe probes/smoker.safetensors --steps -4,0,4 -o edits_smoker/
 
 Writes OUT/<subject>_grid.png (frames with the model's predicted log-hazard and the hazard
@@ -42,8 +42,8 @@ The generator is the one recorded in the latent table (override with --generator
 
 REGIONS_EPILOG = """\
 examples:
-  facefeat explain regions --model models/m1 --features runs/r1 --clinical clinical.csv -o regions/
-  facefeat explain regions --model models/m1 --features runs/r1 --max-subjects 50 \\
+  facefeat explain regions --model-dir models/m1 --features runs/r1 --clinical clinical.csv -o regions/
+  facefeat explain regions --model-dir models/m1 --features runs/r1 --max-subjects 50 \\
       --steps -2,0,2 --layers middle --format parquet -o regions_middle/
 
 Writes OUT/regions.csv (one row per subject x step: status, share / area / energy per region
@@ -80,7 +80,9 @@ def _parser(sub, name: str, help: str, description: str, epilog: str) -> argpars
 
 
 def _model_args(p: argparse.ArgumentParser, *, features: bool = True) -> None:
-    p.add_argument("--model", required=True, metavar="MODEL_DIR", help="directory written by 'facefeat fit'")
+    from facefeat.cli_vocabulary import add_model_dir
+
+    add_model_dir(p, required=True, old=("--model",))
     add_trust_option(p)
     if features:
         p.add_argument("--features", required=True, metavar="RUN",
@@ -189,13 +191,13 @@ def cmd_direction(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise ConfigError(f"-o {out}: the direction file must end in .npz")
-    d = health_direction(args.model, column=args.column, block=args.block, per=args.per, generator=args.generator,
+    d = health_direction(args.model_dir, column=args.column, block=args.block, per=args.per, generator=args.generator,
                          trust=args.trust)
     d.save(out)
     out.with_suffix(".json").write_text(dumps_json(d.describe(), indent=2))
     shares = d.layer_shares()
     top = ", ".join(f"{i}: {s:.2f}" for i, s in sorted(enumerate(shares), key=lambda t: -t[1])[:3])
-    print(f"{d.space.upper()} direction {list(d.vector.shape)} from {args.model}: {d.describe()['units']}; "
+    print(f"{d.space.upper()} direction {list(d.vector.shape)} from {args.model_dir}: {d.describe()['units']}; "
           f"|v| = {d.norm:.4g}" + (f"; largest layer shares {top}" if d.space == "wplus" else "") + f" -> {out}")
     return 0
 
@@ -219,7 +221,7 @@ def _setup(args):
 
     steps = parse_steps(args.steps)
     device = check_device(args.device)  # before the model and the tables are read
-    ctx = load_edit_context(args.model, args.features, clinical=args.clinical, column=args.column, trust=args.trust)
+    ctx = load_edit_context(args.model_dir, args.features, clinical=args.clinical, column=args.column, trust=args.trust)
     direction = _direction(args, ctx)
     G = load_edit_generator(ctx.generator_spec(args.generator), device=device)
     return ctx, direction, G, steps
@@ -254,7 +256,7 @@ def cmd_regions(args: argparse.Namespace) -> int:
     save_table(table, out / f"regions{ext}")
     save_table(summary, out / f"regions_summary{ext}")
     save_table(layers, out / f"layers{ext}")
-    plot_regions(summary, layers, out / "regions.png", title=f"{direction.name} direction, {args.model}")
+    plot_regions(summary, layers, out / "regions.png", title=f"{direction.name} direction, {args.model_dir}")
     counts = summary.attrs.get("status_counts", {})
     face = summary.set_index("region")["mean_share"].get("face")
     print(f"{sum(counts.values())} subject(s) ({', '.join(f'{k}: {v}' for k, v in counts.items())}); mean share of "

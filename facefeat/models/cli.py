@@ -19,7 +19,7 @@ Examples:
   facefeat models list                      # registry, licences, what is cached
   facefeat models pull nvidia-ffhq-256      # download into the cache (prints the licence)
   facefeat models verify                    # re-hash everything in the cache
-  facefeat models convert nvidia-ffhq-256 ffhq256.safetensors
+  facefeat models convert nvidia-ffhq-256 -o ffhq256.safetensors
 
 Cache: $FACEFEAT_HOME/models/<name>/<file> (default: the user cache dir). Offline machines:
 copy the files there by hand; 'facefeat models list --long' prints each exact path.
@@ -117,12 +117,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=_RAW,
         epilog=(
             "Examples:\n"
-            "  facefeat models convert nvidia-ffhq-256 ffhq256.safetensors\n"
-            "  facefeat models convert ~/Downloads/network-snapshot.pkl my-gan.safetensors\n"
+            "  facefeat models convert nvidia-ffhq-256 -o ffhq256.safetensors\n"
+            "  facefeat models convert ~/Downloads/network-snapshot.pkl -o my-gan.safetensors\n"
         ),
     )
     p.add_argument("src", metavar="IN", help="checkpoint path or registry name")
-    p.add_argument("dst", metavar="OUT", help="output path")
+    p.add_argument("-o", "--out", metavar="OUT", help="output path (required)")
+    p.add_argument("dst", metavar="OUT", nargs="?", help=argparse.SUPPRESS)  # old spelling: OUT as 2nd argument
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     p.set_defaults(func=_cmd_convert)
 
@@ -270,9 +271,20 @@ def _deep_check(entry, path: Path) -> tuple[bool, str]:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from facefeat.errors import ModelError
+    import sys
+
+    from facefeat.errors import ConfigError, ModelError
     from facefeat.models.registry import REGISTRY, resolve_model
 
+    if args.dst is not None and args.out is not None:
+        raise ConfigError("give the output once: -o OUT (OUT as a second argument is the old spelling)")
+    if args.dst is not None:
+        from facefeat.cli_vocabulary import REMOVED_IN
+
+        print(f"facefeat: 'facefeat models convert IN OUT' is deprecated and will be removed in facefeat {REMOVED_IN}; "
+              "use 'facefeat models convert IN -o OUT'", file=sys.stderr)
+    if (args.out or args.dst) is None:
+        raise ConfigError("the output path is missing: facefeat models convert IN -o OUT")
     # The converter first: no point in asking for a download it could not use.
     convert, info = _import_attr("facefeat.models.checkpoints", ("convert_checkpoint",))
     if convert is None:
@@ -280,7 +292,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             f"'facefeat models convert' needs facefeat.models.checkpoints.convert_checkpoint: {info}"
         )
     src = resolve_model(args.src)
-    dst = Path(args.dst).expanduser()
+    dst = Path(args.out or args.dst).expanduser()
     if dst.exists() and not args.force:
         raise ModelError(f"{dst} already exists; pass --force to overwrite it")
     convert(src, dst)

@@ -1,7 +1,7 @@
 """The study report: one self-contained HTML file from an extraction run and a fitted model.
 
 Public API (imported lazily): :func:`build_report`, :func:`write_report`, :func:`load_study`.
-The command is ``facefeat report RUN_DIR MODEL_DIR -o report.html`` (:mod:`facefeat.report.cli`).
+The command is ``facefeat report RUN_DIR --model-dir MODEL_DIR -o report.html`` (:mod:`facefeat.report.cli`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from facefeat.io.atomic import atomic_output
 from facefeat.errors import ConfigError
+from facefeat.cli_vocabulary import DEFAULT_RISK_GROUPS
 
 log = logging.getLogger("facefeat.report")
 
@@ -56,7 +57,7 @@ def build_report(
     n_region_subjects: int = 20,
     cv_folds: int = 5,
     cv_repeats: int = 5,
-    risk_groups: int = 3,
+    risk_groups: int = DEFAULT_RISK_GROUPS,
     seed: int = 0,
     trust: bool = False,
     n_jobs: int = 1,
@@ -90,7 +91,7 @@ def build_report(
         Subjects edited by default, and subjects whose edits are measured by region (both
         spread over the out-of-fold risk).
     cv_folds, cv_repeats, risk_groups, seed, n_jobs :
-        Cross-validation when none is stored (risk groups: tertiles by default).
+        Cross-validation when none is stored (risk groups: the median split by default).
     device : str
         Device of the generator.
     title, command : str, optional

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from facefeat.errors import DataError, InputError
+from facefeat.cli_vocabulary import DEFAULT_RISK_GROUPS
 from facefeat.survival.metrics import assign_risk_groups, risk_cutoffs
 
 #: Where a stored cross-validation (``facefeat evaluate --out ...``) is looked for, in MODEL_DIR.
@@ -69,7 +70,7 @@ def find_stored_cv(model_dir: str | Path) -> Path | None:
     return None
 
 
-def load_stored_cv(cv_dir: str | Path, *, risk_groups: int = 3) -> Validation:
+def load_stored_cv(cv_dir: str | Path, *, risk_groups: int = DEFAULT_RISK_GROUPS) -> Validation:
     """Read ``results.json`` and ``oof_predictions.csv`` written by ``facefeat evaluate``."""
     cv_dir = Path(cv_dir)
     data = json.loads((cv_dir / "results.json").read_text())
@@ -130,7 +131,7 @@ def stored_cv_mismatch(val: Validation, spec_sha256: str, n_subjects: int, n_eve
     return None
 
 
-def compute_cv(estimator: Any, X: Any, y: Any, *, n_splits: int = 5, n_repeats: int = 5, risk_groups: int = 3,
+def compute_cv(estimator: Any, X: Any, y: Any, *, n_splits: int = 5, n_repeats: int = 5, risk_groups: int = DEFAULT_RISK_GROUPS,
                random_state: int = 0, n_jobs: int = 1, why: str | None = None) -> Validation:
     """Cross-validate a copy of the saved model's specification (refitted inside every fold)."""
     from sklearn.base import clone
@@ -152,7 +153,7 @@ def compute_cv(estimator: Any, X: Any, y: Any, *, n_splits: int = 5, n_repeats: 
         if isinstance(exc, DataError):
             raise
         raise DataError(f"cross-validation of the model on {n} subjects ({n_ev} events, {n_splits_used} folds) "
-                        f"failed: {exc}. With few subjects use fewer folds (--cv-folds) or add subjects") from exc
+                        f"failed: {exc}. With few subjects use fewer folds (--folds) or add subjects") from exc
     notes = list(dict.fromkeys(res.notes))
     if n_splits_used != n_splits:
         notes.insert(0, f"{n_splits_used} folds instead of {n_splits}: only {n} subjects and {n_ev} events")

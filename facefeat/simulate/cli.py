@@ -104,8 +104,9 @@ def add_commands(subparsers: Any) -> None:
     m.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="model parameter, repeatable (e.g. alpha=10 for coxph, l1_ratio=0.5 for coxnet)")
     m.add_argument("--pca", default=None, help="PCA on the standardised latents: components (int) or variance (0-1)")
-    m.add_argument("--folds", type=int, default=5)
-    m.add_argument("--repeats", type=int, default=1, help="CV repeats (default 1)")
+    from facefeat.cli_vocabulary import add_cv
+
+    add_cv(m)
     w = p.add_argument_group("power curve")
     w.add_argument("--grid", default=None, help="cohort sizes, e.g. 100,200,400,800")
     w.add_argument("--replicates", type=int, default=5, help="replicates per size (default 5)")

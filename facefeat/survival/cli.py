@@ -105,6 +105,7 @@ def _robustness_args(p: argparse.ArgumentParser) -> None:
 
 def add_commands(subparsers: Any) -> None:
     """Register ``fit``, ``evaluate`` and ``predict``."""
+    from facefeat import cli_vocabulary as vocab
     from facefeat.cli import add_trust_option
 
     fmt = argparse.RawDescriptionHelpFormatter
@@ -114,7 +115,7 @@ def add_commands(subparsers: Any) -> None:
     _data_args(p)
     _robustness_args(p)
     _model_args(p)
-    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory for the model and its report")
+    vocab.add_out(p, metavar="MODEL_DIR", help="directory for the model and its report")
     p.set_defaults(func=cmd_fit)
 
     p = subparsers.add_parser("evaluate", help="cross-validate a model, or evaluate a saved one on held-out data",
@@ -125,10 +126,9 @@ def add_commands(subparsers: Any) -> None:
     _robustness_args(p)
     _model_args(p)
     g = p.add_argument_group("evaluation")
-    g.add_argument("--model-dir", help="evaluate this saved model on the given data instead of cross-validating")
+    vocab.add_model_dir(g, help="evaluate this saved model on the given data instead of cross-validating")
     add_trust_option(g)
-    g.add_argument("--folds", type=int, default=5, help="CV folds (default 5)")
-    g.add_argument("--repeats", type=int, default=5, help="CV repeats (default 5)")
+    vocab.add_cv(g)
     g.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="nested CV: tune this model parameter over these values (repeatable)")
     g.add_argument("--inner-folds", type=int, default=3, help="inner folds of nested CV (default 3)")
@@ -138,19 +138,20 @@ def add_commands(subparsers: Any) -> None:
     g.add_argument("--calibration-times", help="comma-separated calibration times (default: event-time quartiles)")
     g.add_argument("--tau", type=float, help="truncation time of Uno's C (default: 80th percentile of times)")
     g.add_argument("--bootstrap", type=int, default=0, help="bootstrap replicates for held-out intervals (with --model-dir)")
-    g.add_argument("--risk-groups", type=int, default=2, help="risk groups in the Kaplan-Meier plot (default 2)")
+    vocab.add_risk_groups(g)
     g.add_argument("--jobs", type=int, default=1, help="parallel CV folds (default 1)")
-    g.add_argument("--out", required=True, metavar="DIR", help="directory for results.json, results.md and plots")
+    vocab.add_out(g, help="directory for results.json, results.md and plots")
+    vocab.add_progress(g)
     p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser("predict", help="predict risk and survival for new subjects with a saved model",
                               description="Score new subjects with a model saved by 'facefeat fit'.",
                               formatter_class=fmt, epilog=PREDICT_EPILOG)
     _data_args(p, target=False)
-    p.add_argument("--model-dir", required=True, help="directory written by 'facefeat fit'")
+    vocab.add_model_dir(p, required=True)
     add_trust_option(p)
     p.add_argument("--times", help="comma-separated times for survival probabilities")
-    p.add_argument("--out", required=True, metavar="FILE", help="output CSV or Parquet")
+    vocab.add_out(p, metavar="FILE", help="output CSV or Parquet")
     p.set_defaults(func=cmd_predict)
 
 
@@ -311,9 +312,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cal_times = _floats(args.calibration_times, "--calibration-times")
     if args.model_dir:
         return _evaluate_saved(args, out, times, cal_times)
+    from facefeat.cli_vocabulary import stage
     from facefeat.errors import ConfigError
     from facefeat.survival.validation import cross_validate
 
+    stage(args, "evaluate: reading the clinical and feature tables")
     ds = _load(args)
     est = build_estimator(args, ds)
     grid = None
@@ -331,11 +334,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         base = dict(est.model_params or {})
         combos = [dict(zip(space, vals)) for vals in itertools.product(*space.values())]
         grid = {"model_params": [{**base, **c} for c in combos]}
+    stage(args, f"evaluate: {args.repeats} x {args.folds}-fold cross-validation of {args.model} on {len(ds.y)} "
+                f"subjects" + (f", nested search over {len(grid['model_params'])} settings" if grid else ""))
     res = cross_validate(est, ds.X, ds.y, n_splits=args.folds, n_repeats=args.repeats, param_grid=grid,
                          inner_cv=args.inner_folds, scoring=args.scoring, times=times, tau=args.tau,
                          calibration_times=cal_times, risk_groups=args.risk_groups, random_state=args.seed,
                          n_jobs=args.jobs)
     unit = args.time_unit
+    stage(args, "evaluate: plots and results")
     p = plots.plot_km_by_risk_group(res.oof["time"], res.oof["event"], res.oof["risk_group"], out / "km_risk_groups.png",
                                     title="Out-of-fold risk groups (first CV repeat)", time_unit=unit)
     plots.plot_td_auc(res.auc, out / "td_auc.png", time_unit=unit)

@@ -106,7 +106,7 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
                    help="a 'facefeat extract' run folder (its aligned-crop cache), a folder of aligned crops, or "
                         "photos with --align")
     g.add_argument("--align", action="store_true", help="detect and FFHQ-align the faces in --images on the fly")
-    g.add_argument("--out", required=True, metavar="DIR", help="output folder (snapshots, logs, samples)")
+    g.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder (snapshots, logs, samples)")
     g.add_argument("--resume", nargs="?", const=True, default=False, metavar="SNAPSHOT",
                    help="continue the newest snapshot in --out (or the one given) exactly; --images defaults "
                         "to the run's own")

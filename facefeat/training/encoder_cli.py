@@ -73,7 +73,7 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--synthetic", type=int, metavar="N",
                    help="train on a pool of N generator samples (true latents known); with --images, "
                         "--synthetic-fraction of each batch")
-    g.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    g.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
     g.add_argument("--resume", nargs="?", const=True, default=False, metavar="SNAPSHOT",
                    help="continue the newest encoder snapshot in --out (or the one given) exactly")
     g.add_argument("--init-from", metavar="E4E.pt",

@@ -22,7 +22,7 @@ def test_help_has_examples(capsys):
 
 def test_direction_command(study, tmp_path, capsys):
     out = tmp_path / "health.npz"
-    assert main(["explain", "direction", "--model", str(study["models"]["coxph"]), "-o", str(out)]) == 0
+    assert main(["explain", "direction", "--model-dir", str(study["models"]["coxph"]), "-o", str(out)]) == 0
     d = load_direction(out)
     assert d.vector.shape == (8, 64) and d.per_unit == 1.0
     assert out.with_suffix(".json").is_file()
@@ -31,7 +31,7 @@ def test_direction_command(study, tmp_path, capsys):
 
 def test_edit_command(study, tmp_path, capsys):
     out = tmp_path / "edits"
-    code = main(["explain", "edit", "--model", str(study["models"]["coxph"]), "--features", str(study["run"]),
+    code = main(["explain", "edit", "--model-dir", str(study["models"]["coxph"]), "--features", str(study["run"]),
                  "--clinical", str(study["clinical"]), "--subject", "P017", "--subject", "P018",
                  "--steps", "-3..3", "--gif", "-o", str(out)])
     assert code == 0
@@ -47,9 +47,9 @@ def test_edit_command_with_saved_direction_layers_and_generator(study, tmp_path)
     from tests.explain.conftest import TINY
 
     d = tmp_path / "d.npz"
-    assert main(["explain", "direction", "--model", str(study["models"]["coxph"]), "-o", str(d)]) == 0
+    assert main(["explain", "direction", "--model-dir", str(study["models"]["coxph"]), "-o", str(d)]) == 0
     out = tmp_path / "edits"
-    assert main(["explain", "edit", "--model", str(study["models"]["coxph"]), "--features", str(study["run"]),
+    assert main(["explain", "edit", "--model-dir", str(study["models"]["coxph"]), "--features", str(study["run"]),
                  "--clinical", str(study["clinical"]), "--subject", "P001", "--steps", "-2,0,2",
                  "--layers", "middle", "--direction", str(d), "--generator", str(TINY), "-o", str(out)]) == 0
     risk = pd.read_csv(out / "P001_risk.csv")
@@ -61,7 +61,7 @@ def test_edit_command_with_saved_direction_layers_and_generator(study, tmp_path)
     ("P_FAIL", "subject 'P_FAIL' has no latent in feature table"),
 ])
 def test_edit_command_bad_subject(study, tmp_path, capsys, subject, message):
-    code = main(["explain", "edit", "--model", str(study["models"]["coxph"]), "--features", str(study["run"]),
+    code = main(["explain", "edit", "--model-dir", str(study["models"]["coxph"]), "--features", str(study["run"]),
                  "--clinical", str(study["clinical"]), "--subject", subject, "-o", str(tmp_path)])
     assert code == 2
     assert message in capsys.readouterr().err
@@ -69,18 +69,18 @@ def test_edit_command_bad_subject(study, tmp_path, capsys, subject, message):
 
 def test_edit_command_bad_inputs(study, rsf_model, tmp_path, capsys):
     base = ["explain", "edit", "--features", str(study["run"]), "--subject", "P001", "-o", str(tmp_path)]
-    assert main([*base, "--model", str(study["models"]["coxph"])]) == 2
+    assert main([*base, "--model-dir", str(study["models"]["coxph"])]) == 2
     assert "--clinical" in capsys.readouterr().err
-    assert main([*base, "--model", str(study["models"]["coxph"]), "--clinical", str(study["clinical"]),
+    assert main([*base, "--model-dir", str(study["models"]["coxph"]), "--clinical", str(study["clinical"]),
                  "--layers", "fine"]) == 2
     assert "empty" in capsys.readouterr().err
-    assert main(["explain", "direction", "--model", str(rsf_model), "-o", str(tmp_path / "x.npz")]) == 2
+    assert main(["explain", "direction", "--model-dir", str(rsf_model), "-o", str(tmp_path / "x.npz")]) == 2
     assert "linear Cox model" in capsys.readouterr().err
 
 
 def test_regions_command(study, tmp_path, capsys):
     out = tmp_path / "regions"
-    code = main(["explain", "regions", "--model", str(study["models"]["coxph"]), "--features", str(study["run"]),
+    code = main(["explain", "regions", "--model-dir", str(study["models"]["coxph"]), "--features", str(study["run"]),
                  "--clinical", str(study["clinical"]), "--subjects", "P001,P002,P_FAIL", "-o", str(out)])
     assert code == 0
     table = pd.read_csv(out / "regions.csv")
@@ -102,7 +102,7 @@ def test_probe_fit_apply_and_edit(study, tmp_path, capsys):
     t = pd.read_parquet(scored)
     assert len(t) == len(labels) - 1 and t.loc[t.subject_id == "P_FAIL", "status"].iloc[0] == "no_face"
     out = tmp_path / "edits"
-    assert main(["explain", "edit", "--model", str(study["models"]["coxph"]), "--features", str(study["run"]),
+    assert main(["explain", "edit", "--model-dir", str(study["models"]["coxph"]), "--features", str(study["run"]),
                  "--clinical", str(study["clinical"]), "--subject", "P001", "--probe", str(probe),
                  "--steps", "-1..1", "-o", str(out)]) == 0
     assert (out / "P001_grid.png").is_file()

@@ -25,8 +25,8 @@ def report(study):
 
     out = study["root"] / "report.html"
     with mock.patch.object(dataset, "load_model_dataset", wraps=dataset.load_model_dataset) as spy:
-        rc = main(["report", str(study["run"]), str(study["model"]), "-o", str(out), "--cv-folds", "3",
-                   "--cv-repeats", "1", "--region-subjects", "4", "--subjects", f"{NASTY_ID},P001",
+        rc = main(["report", str(study["run"]), "--model-dir", str(study["model"]), "-o", str(out), "--folds", "3", "--risk-groups", "3",
+                   "--repeats", "1", "--region-subjects", "4", "--subjects", f"{NASTY_ID},P001",
                    "--edit-steps", "-2..2"])
     study["dataset_loads"] = spy.call_count
     assert rc == 0

@@ -88,7 +88,7 @@ def test_missing_generator(study, tmp_path):
 def test_cli_reports_errors_with_exit_status_2(study, tmp_path, capsys):
     from facefeat.cli import main
 
-    rc = main(["report", str(tmp_path), str(study["model"]), "-o", str(tmp_path / "r.html")])
+    rc = main(["report", str(tmp_path), "--model-dir", str(study["model"]), "-o", str(tmp_path / "r.html")])
     assert rc == 2
     err = capsys.readouterr().err
     assert "facefeat report: error:" in err and "facefeat extract" in err
@@ -101,7 +101,7 @@ def test_cli_help_has_an_example(capsys):
     with pytest.raises(SystemExit):
         main(["report", "--help"])
     out = capsys.readouterr().out
-    assert "facefeat report runs/r1 models/m1 -o report.html" in out and "--edit-steps -3..3" in out
+    assert "facefeat report runs/r1 --model-dir models/m1 -o report.html" in out and "--edit-steps -3..3" in out
 
 
 def test_too_few_subjects_to_cross_validate(tmp_path):

@@ -73,7 +73,7 @@ def test_stored_cross_validation_is_used_and_named(tmp_path):
                               "os_months", "--event", "death", "--covariates", "none", "--model", "coxph", "--param",
                               "alpha=1.0", "--folds", "3", "--repeats", "2", "--out", str(s["model"] / "cv")])
     assert args.func(args) == 0
-    text = build_report(s["run"], s["model"], n_region_subjects=1, n_edit_subjects=1)
+    text = build_report(s["run"], s["model"], n_region_subjects=1, n_edit_subjects=1, risk_groups=3)
     val = _section(text, "validation")
     assert "stored: read from" in val and "2 x 3-fold" in val
     assert "pooled out-of-fold risk" in _section(text, "km")  # evaluate stored 2 groups; the report shows tertiles
@@ -139,8 +139,8 @@ def test_report_of_a_simulated_study(tmp_path):
     assert main(["simulate", "--n", "60", "--steps", "10", "--effect", "1.0", "--folds", "3", "--repeats", "1",
                  "-o", str(sim)]) == 0
     out = tmp_path / "report.html"
-    assert main(["report", str(sim / "features"), str(sim / "model"), "-o", str(out), "--cv-folds", "3",
-                 "--cv-repeats", "1", "--region-subjects", "2", "--edit-subjects", "2"]) == 0
+    assert main(["report", str(sim / "features"), "--model-dir", str(sim / "model"), "-o", str(out), "--folds", "3",
+                 "--repeats", "1", "--region-subjects", "2", "--edit-subjects", "2"]) == 0
     text = out.read_text(encoding="utf-8")
     for sid in ("cohort", "features", "validation", "km", "calibration", "edits", "regions", "provenance"):
         assert f'<section id="{sid}">' in text
