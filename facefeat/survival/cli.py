@@ -154,6 +154,9 @@ def add_commands(subparsers: Any) -> None:
     _data_args(p, target=False)
     p.add_argument("--model-dir", required=True, help="directory written by 'facefeat fit'")
     p.add_argument("--times", help="comma-separated times for survival probabilities")
+    p.add_argument("--unknown-levels", choices=("warn", "error"), default="warn",
+                   help="a categorical level the model never saw: warn, naming column and level, and score the row "
+                        "as the reference level (default), or refuse the table")
     p.add_argument("--out", required=True, metavar="FILE", help="output CSV or Parquet")
     p.set_defaults(func=cmd_predict)
 
@@ -447,6 +450,13 @@ def _evaluate_saved(args, out: Path, times, cal_times) -> int:
     return 0
 
 
+def _fitted_blocks(est: Any) -> list:
+    """The fitted FeatureBlocks of a SurvivalEstimator (early or late fusion)."""
+    if hasattr(est, "blocks_"):
+        return list(est.blocks_.values())
+    return [b for b, _ in getattr(est, "block_models_", {}).values()]
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
@@ -457,6 +467,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     est, meta = load_model(args.model_dir)
     settings = dict(meta["settings"])
     ds = _saved_model_data(args, meta, require_target=False)
+    for blk in _fitted_blocks(est):
+        blk.unknown_levels = args.unknown_levels
     risk = est.predict(ds.X)
     cut = np.asarray(settings.get("risk_cutoffs") or [np.median(risk)])
     out = pd.DataFrame({"subject_id": ds.X.index, "risk": risk, "risk_group": assign_risk_groups(risk, cut)})

@@ -383,3 +383,22 @@ def test_cli_evaluate_compares_and_audits_subgroups(tmp_path, gbsg2_split_files)
     assert "paired bootstrap" in hc.loc["c_index", "method"]
     assert -1 <= hc.loc["c_index", "ci_low"] <= hc.loc["c_index", "ci_high"] <= 1
     # different folds are refused by the function the CLI uses (checked in test_splits_hash_identifies_the_folds)
+
+
+def test_predict_names_an_unseen_level_or_refuses_it(tmp_path, gbsg2_split_files, capsys):
+    from facefeat.cli import main
+
+    clin, run, ids = gbsg2_split_files
+    model = tmp_path / "model"
+    assert main(["fit", "--clinical", str(clin), "--covariates", "age,tgrade", "--out", str(model)]) == 0
+    new = pd.read_csv(clin).drop(columns=["time", "event"]).iloc[:10]
+    new.loc[3, "tgrade"] = "IV"
+    new.to_csv(tmp_path / "new.csv", index=False)
+    from facefeat.survival.guards import ModelWarning
+
+    with pytest.warns(ModelWarning, match=r"'tgrade': level\(s\) \['IV'\]"):
+        assert main(["predict", "--model-dir", str(model), "--clinical", str(tmp_path / "new.csv"),
+                     "--out", str(tmp_path / "p.csv")]) == 0
+    assert main(["predict", "--model-dir", str(model), "--clinical", str(tmp_path / "new.csv"), "--unknown-levels",
+                 "error", "--out", str(tmp_path / "p2.csv")]) == 2
+    assert "IV" in capsys.readouterr().err and not (tmp_path / "p2.csv").exists()
