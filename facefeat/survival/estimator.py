@@ -366,6 +366,33 @@ class SurvivalEstimator(BaseEstimator):
             return Z
         return (Z @ self.fusion_weights_.to_numpy())[:, None]
 
+    # Fitted pandas attributes (late fusion's out-of-fold risks and weights) are kept in a model
+    # file as plain arrays and labels: the data-only model format (facefeat.survival.persist)
+    # rebuilds arrays and built-in containers, not pandas' internals.
+    _PANDAS_ATTRS = ("oof_risk_", "fusion_weights_")
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # object.__getstate__ returns the live __dict__
+        for name in self._PANDAS_ATTRS:
+            v = state.get(name)
+            if isinstance(v, pd.DataFrame):
+                state[name] = {"pandas": "DataFrame", "values": v.to_numpy(), "columns": [str(c) for c in v.columns],
+                               "index": None if isinstance(v.index, pd.RangeIndex) else v.index.to_numpy()}
+            elif isinstance(v, pd.Series):
+                state[name] = {"pandas": "Series", "values": v.to_numpy(), "index": [str(i) for i in v.index],
+                               "name": v.name}
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        for name in self._PANDAS_ATTRS:
+            v = state.get(name)
+            if isinstance(v, dict) and v.get("pandas") == "DataFrame":
+                state[name] = pd.DataFrame(v["values"], columns=v["columns"], index=v["index"])
+            elif isinstance(v, dict) and v.get("pandas") == "Series":
+                state[name] = pd.Series(v["values"], index=v["index"], name=v["name"])
+        super().__setstate__(state)
+
     def predict(self, X: Any) -> np.ndarray:
         """Risk score for each row of ``X`` (higher = worse prognosis)."""
         self._check_X(X)

@@ -105,41 +105,6 @@ class RepeatedSurvivalStratifiedKFold:
         return self.n_splits * self.n_repeats
 
 
-#: The one cross-validation specification every command uses unless told otherwise (``facefeat
-#: evaluate``, the report's recomputed CV, ``simulate``): 5 x repeated 5-fold, seed 0.
-DEFAULT_CV: dict[str, int] = {"n_splits": 5, "n_repeats": 5, "random_state": 0}
-
-
-def _spec(obj: Any) -> Any:
-    """A JSON-able description of an estimator's parameters (recursively), for fingerprints."""
-    if hasattr(obj, "get_params") and not isinstance(obj, type):
-        return {"class": f"{type(obj).__module__}.{type(obj).__qualname__}",
-                "params": {k: _spec(v) for k, v in sorted(obj.get_params(deep=False).items())}}
-    if isinstance(obj, dict):
-        return {str(k): _spec(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
-    if isinstance(obj, (list, tuple)):
-        return [_spec(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (np.generic,)):
-        return obj.item()
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    return repr(obj)
-
-
-def model_spec_sha256(estimator: Any) -> str:
-    """sha256 of an estimator's specification (class and parameters, recursively; not its fit).
-
-    A fitted model and a cross-validation of it have the same value, so a report can check
-    that a stored cross-validation describes the model it sits next to.
-    """
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(_spec(estimator), sort_keys=True, default=repr).encode()).hexdigest()
-
-
 def data_sha256(ids: Any, y: np.ndarray) -> str:
     """sha256 of the subjects (ids, in order) and their outcomes."""
     import hashlib
@@ -171,16 +136,6 @@ def splits_sha256(splits: list[tuple[np.ndarray, np.ndarray]], ids: Any, *, n_sp
         rep, fold = divmod(i, n_splits)
         folds.append([rep, fold, sorted(str(x) for x in ids[te])])
     return hashlib.sha256(json.dumps(folds, separators=(",", ":")).encode()).hexdigest()
-
-
-def _fingerprint(settings: dict[str, Any]) -> str:
-    import hashlib
-    import json
-
-    keys = ("model_sha256", "data_sha256", "splits_sha256", "param_grid", "inner_cv", "scoring", "times", "ibs_times",
-            "tau", "calibration_times", "risk_groups")
-    return hashlib.sha256(json.dumps({k: _spec(settings.get(k)) for k in keys}, sort_keys=True,
-                                     default=repr).encode()).hexdigest()
 
 
 def td_auc_summary(auc: pd.DataFrame, *, n: int, n_splits: int, level: float = 0.95) -> pd.DataFrame:
@@ -417,8 +372,6 @@ def cross_validate(
         "tau": tau, "calibration_times": cal_times.tolist(), "risk_groups": risk_groups,
         "param_grid": param_grid, "inner_cv": inner_cv if param_grid else None, "scoring": str(scoring),
         "splits_sha256": splits_sha256(splits, _ids_of(X, len(y)), n_splits=n_splits),
-        "model_sha256": model_spec_sha256(estimator), "data_sha256": data_sha256(_ids_of(X, len(y)), y),
+        "data_sha256": data_sha256(_ids_of(X, len(y)), y),
     }
-    # one fingerprint of everything that determines the numbers (model, data, folds, grids)
-    settings["fingerprint"] = _fingerprint(settings)
     return CVResult(folds, pd.DataFrame(summary_rows), oof, pd.DataFrame(auc_rows), calibration, settings, notes)
