@@ -11,6 +11,11 @@ rate 0.04 plus administrative censoring at t = 20. The true values:
 - hazard ratio per SD of the risk score: ``exp(sd(x beta)) = exp(|beta|)``;
 - hazard ratio of ``x1`` per unit (= per SD): ``exp(0.8)``.
 
+With ``--noise-features N`` the data get N pure-noise columns and the unpenalised model
+overfits; cross-validation then estimates the performance of the *fitted* model, so the truth
+of the CV rows is the expected C-index (and HR per SD) on new subjects of a coxph fitted on
+``n_train`` subjects (60 fits, each scored on 50,000 new subjects).
+
 For every data set: one ``cross_validate`` (coxph, ``--folds`` x ``--repeats``) giving the C-index
 and the HR per SD with facefeat's intervals (corrected resampled t on the logit / log scale),
 the same fold values with the old symmetric raw-scale interval (the reference), the Wald
@@ -40,9 +45,9 @@ CENSOR_RATE = 0.04
 END = 20.0
 
 
-def draw(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    X = rng.normal(size=(n, len(BETA)))
-    t = rng.exponential(1 / (BASE_HAZARD * np.exp(X @ BETA)))
+def draw(n: int, rng: np.random.Generator, noise: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    X = rng.normal(size=(n, len(BETA) + noise))
+    t = rng.exponential(1 / (BASE_HAZARD * np.exp(X[:, : len(BETA)] @ BETA)))
     c = np.minimum(rng.exponential(1 / CENSOR_RATE, n), END)
     y = np.empty(n, dtype=[("event", bool), ("time", float)])
     y["event"], y["time"] = t <= c, np.minimum(t, c)
@@ -57,6 +62,24 @@ def true_c(rng: np.random.Generator, n: int = 200_000) -> tuple[float, float]:
 
     X, y = draw(n, rng)
     return float(concordance_index(y["time"], -(X @ BETA), y["event"])), float(1 - y["event"].mean())
+
+
+def fitted_model_truth(rng: np.random.Generator, *, n_train: int, noise: int, fits: int = 60,
+                       n_large: int = 50_000) -> tuple[float, float]:
+    """What cross-validation estimates when the model overfits: the expected C-index and HR per SD
+    on new subjects of a coxph model fitted on ``n_train`` subjects (mean over ``fits`` fits)."""
+    from lifelines.utils import concordance_index
+
+    from facefeat.survival.cox import fit_cox, hazard_ratio_per_sd
+
+    Xb, yb = draw(n_large, rng, noise)
+    cs, hrs = [], []
+    for _ in range(fits):
+        X, y = draw(n_train, rng, noise)
+        risk = Xb @ fit_cox(X, y["time"], y["event"])["coef"]
+        cs.append(concordance_index(yb["time"], -risk, yb["event"]))
+        hrs.append(hazard_ratio_per_sd(risk, yb["time"], yb["event"])["hr"])
+    return float(np.mean(cs)), float(np.exp(np.mean(np.log(hrs))))
 
 
 def raw_interval(values: np.ndarray, n_train: int, n_test: int) -> tuple[float, float]:
@@ -75,6 +98,10 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--noise-features", type=int, default=0,
+                    help="add this many pure-noise N(0, 1) features: the fitted model overfits, and the truth of the "
+                         "CV rows becomes the expected C / HR per SD on new subjects of a model fitted on n_train "
+                         "subjects (60 fits, 50,000 new subjects)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_coverage"))
     args = ap.parse_args()
     warnings.simplefilter("ignore")
@@ -92,9 +119,15 @@ def main() -> None:
     print(f"true C (Harrell, true risk score, 200,000 subjects): {c_true:.4f}; censoring {cens_large:.1%}; "
           f"true HR per SD of the risk score {truth['hr_per_sd']:.4f}; true HR of x1 per SD {truth['hr_x1']:.4f} "
           f"({time.perf_counter() - t0:.1f} s)")
+    noise = args.noise_features
+    if noise:
+        n_train = args.n - args.n // args.folds
+        truth["c_index"], truth["hr_per_sd"] = fitted_model_truth(rng, n_train=n_train, noise=noise)
+        print(f"{noise} noise features: expected C of a coxph fitted on {n_train} subjects {truth['c_index']:.4f}, "
+              f"expected HR per SD of its risk {truth['hr_per_sd']:.4f} (the CV rows' truth)")
     rows, seconds, events = [], [], []
     for k in range(args.datasets):
-        X, y = draw(args.n, rng)
+        X, y = draw(args.n, rng, noise)
         events.append(int(y["event"].sum()))
         t1 = time.perf_counter()
         cv = cross_validate(SurvivalEstimator("coxph"), X, y, n_splits=args.folds, n_repeats=args.repeats,
@@ -113,7 +146,7 @@ def main() -> None:
         tab = hazard_ratio_table(SurvivalEstimator("coxph").fit(X, y)).set_index("term")
         rows.append({"quantity": "hr_x1", "method": "hazard_ratio_table Wald (full data)", "low": tab.loc["x0", "ci_low"],
                      "high": tab.loc["x0", "ci_high"], "truth": truth["hr_x1"], "bounds": (0, math.inf)})
-        c, se, _ = harrell_c_se(X @ BETA, y["time"], y["event"])
+        c, se, _ = harrell_c_se(X[:, : len(BETA)] @ BETA, y["time"], y["event"])
         lo, hi, _ = wald_interval(c, se)
         rows.append({"quantity": "c_true_score", "method": "jackknife Wald, logit scale (subgroup audit)", "low": lo,
                      "high": hi, "truth": c_true, "bounds": (0, 1)})
@@ -134,7 +167,9 @@ def main() -> None:
     from facefeat.survival.markdown import markdown_table
 
     head = (f"bench_coverage: {args.datasets} data sets of n = {args.n} from a Cox model (beta = {BETA.tolist()}, "
-            f"baseline hazard {BASE_HAZARD}, censoring Exp({CENSOR_RATE}) and at t = {END}); events per data set "
+            f"baseline hazard {BASE_HAZARD}, censoring Exp({CENSOR_RATE}) and at t = {END}"
+            + (f", plus {noise} noise features; CV truth: expected performance of the fitted model" if noise else "")
+            + "); events per data set "
             f"median {statistics.median(events):.0f} (range {min(events)}-{max(events)}); CV {args.folds} folds x "
             f"{args.repeats} repeats, coxph; nominal level 95 %.\n"
             f"median {statistics.median(seconds):.2f} s per data set; total {time.perf_counter() - t0:.0f} s; "

@@ -402,3 +402,15 @@ def test_predict_names_an_unseen_level_or_refuses_it(tmp_path, gbsg2_split_files
     assert main(["predict", "--model-dir", str(model), "--clinical", str(tmp_path / "new.csv"), "--unknown-levels",
                  "error", "--out", str(tmp_path / "p2.csv")]) == 2
     assert "IV" in capsys.readouterr().err and not (tmp_path / "p2.csv").exists()
+
+
+def test_few_events_per_feature_is_flagged_in_the_fit_and_the_table():
+    from facefeat.survival.guards import ModelWarning
+
+    X, y = synthetic(120, 12, seed=8, censor=1.0)
+    n_ev = int(y["event"].sum())
+    assert 12 < n_ev < 120  # 12 features, fewer than 10 events each, more events than features
+    with pytest.warns(ModelWarning, match="events per feature"):
+        est = SurvivalEstimator("coxph").fit(X, y)
+    tab = hazard_ratio_table(est)
+    assert tab["note"].str.contains("events per term").all() and tab["p_value"].notna().all()
