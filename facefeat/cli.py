@@ -76,6 +76,14 @@ def accept_negative_values(parser: argparse.ArgumentParser) -> argparse.Argument
     return parser
 
 
+def add_trust_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--trust`` flag of every command that loads a saved survival model."""
+    parser.add_argument(
+        "--trust", action="store_true",
+        help="also load an old pickle model file (model.joblib, facefeat < 0.3); a pickle can run any code it "
+             "holds: use only for models you made yourself, then re-save them (fit again)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``facefeat`` script; returns the exit status."""
     parser = build_parser()
@@ -88,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from facefeat.runtime import configure_runtime
+
+    configure_runtime()  # threads, OpenMP wait policy, subnormal flushing: before torch loads
     try:
         return int(args.func(args) or 0)
     except FacefeatError as exc:

@@ -479,7 +479,7 @@ def _model_files(features, meta: dict) -> Any:
 
 
 def load_edit_context(model, features, *, clinical=None, column: str | None = None, sep: str | None = None,
-                      decimal: str | None = None, X=None) -> EditContext:
+                      decimal: str | None = None, X=None, trust: bool = False) -> EditContext:
     """Load a saved model, build its input table for the subjects, and read their latents.
 
     Parameters
@@ -512,7 +512,7 @@ def load_edit_context(model, features, *, clinical=None, column: str | None = No
         est, meta = model
         model_dir = None
     else:
-        est, meta = load_model(model)
+        est, meta = load_model(model, trust=trust)
         model_dir = str(model)
     settings = dict(meta.get("settings") or {})
     covs = list(settings.get("covariates_used") or [])

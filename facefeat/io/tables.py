@@ -20,8 +20,9 @@ Run provenance is JSON under the schema metadata key ``facefeat``.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -279,6 +280,31 @@ def assemble_table(extractor_schema: pa.Schema, columns: dict[str, Any], *, prov
     return table if paths else redact_paths(table)
 
 
+def row_groups(path: str | Path) -> int:
+    """Number of row groups of a feature table (the unit a streamed merge reads)."""
+    return pq.ParquetFile(path).num_row_groups
+
+
+def read_row_group(path: str | Path, index: int, *, columns: Sequence[str] | None = None) -> pa.Table:
+    """Row group ``index`` of a feature table (all columns, or ``columns``)."""
+    return pq.ParquetFile(path).read_row_group(index, columns=None if columns is None else list(columns))
+
+
+@contextmanager
+def table_writer(path: str | Path, schema: pa.Schema) -> Iterator[Callable[[pa.Table], None]]:
+    """Write a feature table block by block, atomically: yields ``write(block)``.
+
+    The file appears (replacing an older one) only when the block exits without an exception;
+    each block becomes a row group.
+    """
+    with atomic_output(path, fsync=True) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            def write(block: pa.Table) -> None:
+                writer.write_table(block, row_group_size=max(1, block.num_rows))
+
+            yield write
+
+
 def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` cast to ``schema`` without metadata; a table written without paths (``--no-paths``)
     gets an empty ``path`` column back, so it can be merged with new rows and redacted again."""
@@ -308,34 +334,62 @@ def redact_paths(table: pa.Table) -> pa.Table:
     - ``path`` and reconstruction-PNG path columns are dropped;
     - ``diag__duplicate_of`` (path of an earlier file with the same bytes) becomes the
       ``subject_id`` of that earlier file's row;
+    - file names in free-text columns (``error``) become ``<file>``;
     - in the provenance, ``input`` keeps only counts and hashes (its ``source`` and the
       duplicate files' paths go), and any other string holding an input file name is replaced
       by :data:`REDACTED`.
     """
     names = table.column_names
-    sensitive: set[str] = set()
-    if "path" in names:
-        paths = [p for p in table.column("path").to_pylist() if p]
-        sensitive |= {str(p) for p in paths} | {Path(p).name for p in paths}
-        if "diag__duplicate_of" in names:
-            owner = {str(p): s for p, s in zip(table.column("path").to_pylist(), table.column("subject_id").to_pylist())
-                     if p}
-            # a value that is no path is already a subject id (a table written without paths, resumed)
-            dup = [None if d is None else owner.get(d, REDACTED if ("/" in d or "\\" in d) else d)
-                   for d in table.column("diag__duplicate_of").to_pylist()]
-            i = names.index("diag__duplicate_of")
-            table = table.set_column(i, table.schema.field(i), pa.array(dup, pa.string()))
-    elif "diag__duplicate_of" in names:
-        sensitive |= {d for d in table.column("diag__duplicate_of").to_pylist() if d and ("/" in d or "\\" in d)}
+    paths = table.column("path").to_pylist() if "path" in names else []
+    redactor = PathRedactor(paths, table.column("subject_id").to_pylist() if paths else [])
     for c in path_columns(table.schema):
-        sensitive |= {Path(p).name for p in table.column(c).to_pylist() if p}
+        redactor.names |= {Path(p).name for p in table.column(c).to_pylist() if p}
+    if not paths and "diag__duplicate_of" in names:
+        redactor.names |= {d for d in table.column("diag__duplicate_of").to_pylist() if d and ("/" in d or "\\" in d)}
     prov = _provenance_of(table.schema)
-    table = table.drop_columns(path_columns(table.schema))
-    table = _redact_strings(table, sensitive)
+    table = redactor.table(table)
     meta = dict(table.schema.metadata or {})
     if prov:
-        meta[PROVENANCE_KEY] = json.dumps(redact_provenance(prov, sensitive), sort_keys=True, default=str).encode()
+        meta[PROVENANCE_KEY] = json.dumps(redactor.provenance(prov), sort_keys=True, default=str).encode()
     return table.replace_schema_metadata(meta)
+
+
+class PathRedactor:
+    """Removes input file names from tables and provenance, block by block (a streamed merge
+    redacts each block with the same state).
+
+    Parameters
+    ----------
+    paths, subject_ids : sequences of str
+        Every input file of the run and its subject (``diag__duplicate_of`` paths map to it).
+    extra_names : iterable of str
+        Other file names to remove (skipped files, duplicates).
+    """
+
+    def __init__(self, paths, subject_ids, extra_names=()) -> None:
+        self.owners = {str(p): str(s) for p, s in zip(paths, subject_ids) if p}
+        self.names = {n for p in [*self.owners, *map(str, extra_names)] for n in (p, Path(p).name)}
+
+    def schema(self, schema: pa.Schema) -> pa.Schema:
+        """``schema`` without the path columns."""
+        for name in path_columns(schema):
+            schema = schema.remove(schema.get_field_index(name))
+        return schema
+
+    def table(self, table: pa.Table) -> pa.Table:
+        """The block without path columns, duplicate_of as subjects, names out of free text."""
+        if "diag__duplicate_of" in table.column_names:
+            i = table.column_names.index("diag__duplicate_of")
+            # a value that is no path is already a subject id (a table written without paths, resumed)
+            dup = [None if d is None else self.owners.get(d, REDACTED if ("/" in d or "\\" in d) else d)
+                   for d in table.column(i).to_pylist()]
+            table = table.set_column(i, table.schema.field(i), pa.array(dup, pa.string()))
+        table = table.drop_columns(path_columns(table.schema))
+        return _redact_strings(table, self.names)
+
+    def provenance(self, prov: dict[str, Any]) -> dict[str, Any]:
+        """The provenance without input file names (:func:`redact_provenance`)."""
+        return redact_provenance(prov, self.names)
 
 
 def _redact_strings(table: pa.Table, names: set[str]) -> pa.Table:

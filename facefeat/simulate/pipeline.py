@@ -602,10 +602,18 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
     risk = est.predict(ds.X)
     settings = {"id_column": "subject_id", "time": "time", "event": "event", "covariates": "none", "categorical": None,
                 "aggregate": "mean", "image_order": None, "block_per_extractor": False,
-                "risk_cutoffs": np.quantile(risk, [0.5]).tolist(), "covariates_used": []}
+                "time_unit": "simulated time units", "risk_cutoffs": np.quantile(risk, [0.5]).tolist(), "covariates_used": []}
     save_model(out / "model", est, schema=dataset_schema(ds), settings=settings, provenance={
         "sources": ds.sources, "n_subjects": int(len(ds.y)), "n_events": int(ds.y["event"].sum()),
         "feature_table_metadata": [t.get("metadata") for t in ds.feature_schema], "simulation": "facefeat simulate"})
+    # the simulation's own cross-validation, stored where 'facefeat report' looks for it and marked with the
+    # model's specification, so the report shows the figures simulate printed instead of recomputing others
+    from facefeat.survival.persist import spec_fingerprint
+    from facefeat.survival.results import write_cv_results
+
+    write_cv_results(out / "model" / "cv", result.cv, model=est.model, fusion=est.fusion,
+                     spec_sha256=spec_fingerprint(est, dataset_schema(ds), settings),
+                     title="Cross-validation of the recovered model (facefeat simulate)")
     (out / "cv_recovered.json").write_text(json.dumps(_json(result.cv.to_dict()), indent=2))
     (out / "cv_oracle.json").write_text(json.dumps(_json(result.oracle_cv.to_dict()), indent=2))
     (out / "summary.json").write_text(json.dumps(_json(summary), indent=2))
