@@ -31,34 +31,27 @@ from facefeat._version import __version__
 from facefeat.engine.config import resolve_run_config
 from facefeat.engine.extractor import Extractor, FaceBatch
 from facefeat.engine.preprocess import Preprocessed, Preprocessor
+from facefeat.devices import raise_if_device_failure
 from facefeat.engine.registry import Registry, load_registry
 from facefeat.engine.executors import ExecutorError, resolve_cluster_config
-from facefeat.errors import ConfigError, FacefeatError, PluginError
+from facefeat.errors import ConfigError, DeviceError, FacefeatError, PluginError
 from facefeat.io.atomic import atomic_output, write_bytes_atomic
 from facefeat.io.hashing import sha256_bytes, sha256_file
+from facefeat.io.jsonsafe import dumps_json
 from facefeat.io.images import STATUSES, ImageRecord
 from facefeat.io.manifest import Inputs, load_inputs
 from facefeat.io.features import combine_status
-from facefeat.io.tables import (
-    ENGINE_DIAG_FIELDS,
-    PathRedactor,
-    conform_table,
-    read_provenance,
-    read_row_group,
-    read_schema,
-    read_table,
-    redact_names,
-    row_groups,
-    table_schema,
-    table_writer,
-    write_parquet_atomic,
-)
+from facefeat.io.tables import (ENGINE_DIAG_FIELDS, conform_table, read_provenance, read_row_group, read_schema,
+                                read_table, redact_names, redact_paths, row_groups, table_schema, table_writer,
+                                write_parquet_atomic)
 
 log = logging.getLogger(__name__)
 
 PARTS_DIR = ".parts"
 RUN_JSON = "run.json"
 FINGERPRINT_KEY = b"facefeat.fingerprint"
+DEVICE_FAILURE_KEPT = ("the batches finished before it are kept in OUT/.parts; re-run the same command to resume "
+                       "once the device works again (or with another --device)")
 
 #: Test hooks (read from the environment): the driver stops making progress after N chunks,
 #: so a test can kill it mid-run without racing it; the first worker to finish a part kills
@@ -263,6 +256,9 @@ def _run_chunks(ex, job: "WorkerJob", chunks: list, *, progress: bool) -> None:
     try:
         for index, n, failure in ex.imap(run_chunk, [(job, c) for c in chunks]):
             if failure is not None:
+                if isinstance(failure.error, DeviceError):
+                    # a lost GPU fails every later chunk too: stop now; the finished parts are kept
+                    raise failure.error
                 log.error("chunk %d failed: %s", index, failure.describe())
                 failed.append((chunks[index], failure))
                 continue
@@ -401,11 +397,19 @@ def _write_run_json(plan: Plan, *, state: str, executor: str, summary: RunSummar
         data.update(status_counts=summary.status_counts, extractor_status_counts=summary.extractor_status_counts,
                     tables={k: str(v) for k, v in summary.tables.items()}, n_processed=summary.n_processed,
                     n_reused=summary.n_reused, seconds=round(summary.seconds, 3))
-    if not plan.config["paths"]:  # --no-paths: no input file named here either
-        data = redact_names(data, _redactor(plan).names)
+    if not plan.config.get("paths", True):  # --no-paths: no input file named here either
+        data = redact_names(data, _input_names(plan))
     with atomic_output(plan.out / RUN_JSON, fsync=True) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=str))
     return plan.out / RUN_JSON
+
+
+def _input_names(plan: Plan) -> list[str]:
+    """Every input file's path and name (what ``--no-paths`` keeps out of a run's files)."""
+    names = [n for r in plan.inputs.records for n in (str(r.path), r.path.name)]
+    names += [n for d in plan.inputs.duplicates for k in ("path", "duplicate_of") if d.get(k)
+              for n in (str(d[k]), Path(d[k]).name)]
+    return names + [n for s in plan.inputs.skipped for n in (str(s), Path(s).name)]
 
 
 # -- workers ---------------------------------------------------------------------------------
@@ -577,6 +581,8 @@ def extract_rows(ext: Extractor, items: Sequence[Preprocessed]) -> pa.Table:
         except PluginError:
             raise
         except Exception as exc:
+            # a lost GPU fails every later batch too: stop the run, keeping the finished parts
+            raise_if_device_failure(exc, context=f"extractor {ext.name!r}", kept=DEVICE_FAILURE_KEPT)
             log.warning("extractor %s failed on a batch of %d (%s); retrying one by one", ext.name, len(ok), exc)
             for i in ok:
                 try:
@@ -584,6 +590,7 @@ def extract_rows(ext: Extractor, items: Sequence[Preprocessed]) -> pa.Table:
                 except PluginError:
                     raise
                 except Exception as one_exc:
+                    raise_if_device_failure(one_exc, context=f"extractor {ext.name!r}", kept=DEVICE_FAILURE_KEPT)
                     status[i], errors[i] = "error", f"extractor {ext.name} failed: {type(one_exc).__name__}: {one_exc}"
     # Row i of the output takes row take_idx[i] of the combined extractor output (null if none).
     if full is not None:
@@ -623,7 +630,7 @@ def _checked_extract(ext: Extractor, items: Sequence[Preprocessed], schema: pa.S
 def _fingerprint(ext: Extractor, settings: dict[str, Any]) -> str:
     """What an extractor's rows depend on; parts with another fingerprint are recomputed."""
     payload = {"name": ext.name, "version": ext.version, "config": ext.config, "preprocessing": settings}
-    return sha256_bytes(json.dumps(payload, sort_keys=True, default=str).encode())
+    return sha256_bytes(dumps_json(payload, sort_keys=True).encode())
 
 
 def _key(image_id: str, subject_id: str) -> bytes:
@@ -706,14 +713,17 @@ def _merge(plan: Plan, ext: Extractor, settings: dict[str, Any], fingerprint: st
         return final, counts, statuses  # already the merged table: nothing to rewrite
     provenance = _provenance(plan, ext, settings, counts)
     schema = table_schema(ext.output_schema(), provenance)
-    plain = schema.remove_metadata()
-    redactor = None if plan.config["paths"] else _redactor(plan)
-    if redactor is not None:  # --no-paths: the final table names no input file
-        schema = table_schema(ext.output_schema(), redactor.provenance(provenance))
-        schema = redactor.schema(schema)
     schema = schema.with_metadata({**(schema.metadata or {}), FINGERPRINT_KEY: fingerprint.encode()})
+    plain = schema.remove_metadata()
+    out_schema, redact = schema, None
+    if not plan.config.get("paths", True):
+        # --no-paths: each block is written without path columns or file names (io.tables.redact_paths)
+        names = _input_names(plan)
+        owners = {str(r.path): r.subject_id for r in plan.inputs.records}
+        redact = lambda t: redact_paths(t, names=names, owners=owners)  # noqa: E731
+        out_schema = redact(schema.empty_table()).schema
     cache: dict[int, pa.Table] = {}
-    with table_writer(final, schema) as write:
+    with table_writer(final, out_schema) as write:
         for start in range(0, len(order), MERGE_ROWS):
             block = order[start:start + MERGE_ROWS]
             pieces, run_u, run_start, run_len = [], None, 0, 0
@@ -725,19 +735,14 @@ def _merge(plan: Plan, ext: Extractor, settings: dict[str, Any], fingerprint: st
                     pieces.append(_unit(units, run_u, cache, plain).slice(run_start, run_len))
                 run_u, run_start, run_len = u, row, 1
             pieces.append(_unit(units, run_u, cache, plain).slice(run_start, run_len))
-            block_table = pa.concat_tables(pieces).combine_chunks()
-            write(block_table if redactor is None else redactor.table(block_table))
+            table = pa.concat_tables(pieces).combine_chunks()
+            if redact is not None:
+                table = redact(table).cast(out_schema.remove_metadata())
+            write(table, MERGE_ROWS)
     for part in sources:
         if part != final:
             part.unlink(missing_ok=True)
     return final, counts, statuses
-
-
-def _redactor(plan: Plan) -> PathRedactor:
-    """What ``--no-paths`` removes: every input file (duplicates and skipped files included)."""
-    records = plan.inputs.records
-    extra = [d[k] for d in plan.inputs.duplicates for k in ("path", "duplicate_of")] + list(plan.inputs.skipped)
-    return PathRedactor([str(r.path) for r in records], [r.subject_id for r in records], extra)
 
 
 def _rows_in_order(order: list[tuple[int, int, str]]) -> bool:
@@ -755,6 +760,7 @@ def _unit(units: list[tuple[Path, int]], u: int, cache: dict[int, pa.Table], sch
         if len(cache) >= 4:
             cache.pop(next(iter(cache)))
         path, rg = units[u]
+        # conform_table: a table written without paths (--no-paths, resumed) gets an empty path column back
         cache[u] = conform_table(read_row_group(path, rg), schema)
     return cache[u]
 

@@ -54,7 +54,7 @@ import numpy as np
 
 from facefeat.io.atomic import atomic_output
 from facefeat.errors import ConfigError, InputError, ModelError
-from facefeat.explain.probes import _json_default  # the probe files' JSON encoder: one for both formats
+from facefeat.io.jsonsafe import dumps_json
 
 __all__ = [
     "DIRECTION_FORMAT",
@@ -173,7 +173,7 @@ class LatentDirection:
             raise ConfigError(f"direction files end in .npz, not {path.name!r}")
         with atomic_output(path, suffix=".npz") as tmp:
             np.savez(tmp, vector=self.vector, gradient=self.gradient,
-                     meta=np.array(json.dumps(self.describe(), sort_keys=True, default=_json_default)))
+                     meta=np.array(dumps_json(self.describe(), sort_keys=True)))
         return path
 
     # -- other sources ----------------------------------------------------------------------

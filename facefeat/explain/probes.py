@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from facefeat.errors import ConfigError, DataError, InputError, ModelError
+from facefeat.io.jsonsafe import dumps_json, to_jsonable
 
 __all__ = [
     "PROBE_FORMAT",
@@ -474,7 +475,7 @@ class LinearProbe:
             arrays.append(pa.array(expit(score), pa.float64(), from_pandas=True))
         provenance = {"probe": self.describe(), "latents": rows.source, "status_counts": rows.status_counts()}
         table = pa.Table.from_arrays(arrays, schema=pa.schema(fields).with_metadata(
-            {b"facefeat": json.dumps(provenance, sort_keys=True, default=str).encode()}))
+            {b"facefeat": dumps_json(provenance, sort_keys=True).encode()}))
         if out is not None:
             from facefeat.io.tables import write_parquet_atomic
 
@@ -501,16 +502,8 @@ class LinearProbe:
         path = Path(path)
         with atomic_output(path) as tmp:
             save_file({"coef": np.ascontiguousarray(self.coef, dtype=np.float64)}, tmp,
-                      metadata={_METADATA_KEY: json.dumps(self.describe(), sort_keys=True, default=_json_default)})
+                      metadata={_METADATA_KEY: dumps_json(self.describe(), sort_keys=True)})
         return path
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def load_probe(path: str | Path) -> LinearProbe:
@@ -586,8 +579,7 @@ def _label_kind(y, column: str, kind: str, positive) -> tuple[str, np.ndarray, l
     else:
         neg, pos = ordered  # False < True, smaller < larger number, alphabetical for text
     y01 = (values.to_numpy() == pos).astype(np.int64)
-    return "logistic", y01, [_json_default(neg) if isinstance(neg, np.generic) else neg,
-                             _json_default(pos) if isinstance(pos, np.generic) else pos]
+    return "logistic", y01, [to_jsonable(neg), to_jsonable(pos)]
 
 
 @dataclass

@@ -8,7 +8,7 @@ contract is documented in ``docs/tables.md`` and ``schemas/feature-table.schema.
 Layout of ``<run>/<extractor>.parquet`` (one row per input image, in input order):
 
 - key columns ``image_id`` (sha256 of the file bytes), ``subject_id``, ``path``, ``status``
-  (ok | no_face | multiple_faces | unreadable | too_large | error) and ``error`` (message,
+  (ok | no_face | multiple_faces | truncated | unreadable | too_large | error) and ``error`` (message,
   null when ok). A failed image is a row with its status, never a missing row.
 - engine diagnostics ``diag__*`` (image size, detector score, face box, alignment quad, ...);
 - the extractor's columns: ``<extractor>__<feature>`` scalars, fixed-size ``list<float32>``
@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from facefeat.errors import DataError, InputError
 from facefeat.io.atomic import atomic_output
 from facefeat.io.features import combine_errors, combine_status, flat_columns
+from facefeat.io.jsonsafe import dumps_json
 
 PROVENANCE_KEY = b"facefeat"
 #: Columns every row carries (``path`` may be absent: tables written without file names).
@@ -46,7 +47,7 @@ KEY_FIELDS = [
     pa.field("subject_id", pa.string(), nullable=False),
     pa.field("path", pa.string(), nullable=False),
     pa.field("status", pa.string(), nullable=False,
-             metadata={b"description": b"ok | no_face | multiple_faces | unreadable | too_large | error"}),
+             metadata={b"description": b"ok | no_face | multiple_faces | truncated | unreadable | too_large | error"}),
     pa.field("error", pa.string(), metadata={b"description": b"why the row is not ok (null when ok)"}),
 ]
 
@@ -60,6 +61,10 @@ ENGINE_DIAG_FIELDS = [
     pa.field("diag__duplicate_of", pa.string()),
     pa.field("diag__n_faces", pa.int16()),
     pa.field("diag__detector_score", pa.float64()),
+    pa.field("diag__face_truncated", pa.float64(), metadata={
+        b"description": b"share of the 68 landmarks outside the image frame, 0..1 (> 0: face cut by the frame)"}),
+    pa.field("diag__face_box_outside", pa.float64(), metadata={
+        b"description": b"share of the face box area outside the image frame, 0..1"}),
     pa.field("diag__face_box", pa.list_(pa.int32(), 4),
              metadata={b"description": b"detector box left, top, right, bottom (inclusive pixels, upright image)"}),
     pa.field("diag__align_quad", pa.list_(pa.float32(), 8),
@@ -71,7 +76,7 @@ def table_schema(extractor_schema: pa.Schema, provenance: dict | None = None) ->
     """Full schema of an extractor's table: keys, engine diagnostics, extractor columns."""
     schema = pa.schema(KEY_FIELDS + ENGINE_DIAG_FIELDS + list(extractor_schema))
     if provenance is not None:
-        schema = schema.with_metadata({PROVENANCE_KEY: json.dumps(provenance, sort_keys=True, default=str).encode()})
+        schema = schema.with_metadata({PROVENANCE_KEY: dumps_json(provenance, sort_keys=True).encode()})
     return schema
 
 
@@ -292,15 +297,14 @@ def read_row_group(path: str | Path, index: int, *, columns: Sequence[str] | Non
 
 @contextmanager
 def table_writer(path: str | Path, schema: pa.Schema) -> Iterator[Callable[[pa.Table], None]]:
-    """Write a feature table block by block, atomically: yields ``write(block)``.
+    """Write a feature table block by block, atomically: yields ``write(block, row_group_size)``.
 
-    The file appears (replacing an older one) only when the block exits without an exception;
-    each block becomes a row group.
+    The file appears (replacing an older one) only when the block exits without an exception.
     """
     with atomic_output(path, fsync=True) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            def write(block: pa.Table) -> None:
-                writer.write_table(block, row_group_size=max(1, block.num_rows))
+            def write(block: pa.Table, row_group_size: int | None = None) -> None:
+                writer.write_table(block, row_group_size=row_group_size or max(1, block.num_rows))
 
             yield write
 
@@ -328,68 +332,46 @@ def path_columns(schema: pa.Schema) -> list[str]:
     return [n for n in schema.names if n == "path" or (n.startswith("diag__") and n.endswith("__reconstruction"))]
 
 
-def redact_paths(table: pa.Table) -> pa.Table:
+def redact_paths(table: pa.Table, *, names: Iterable[str] = (), owners: dict[str, str] | None = None) -> pa.Table:
     """The table without file names: what ``--no-paths`` writes and exports start from.
 
     - ``path`` and reconstruction-PNG path columns are dropped;
     - ``diag__duplicate_of`` (path of an earlier file with the same bytes) becomes the
       ``subject_id`` of that earlier file's row;
-    - file names in free-text columns (``error``) become ``<file>``;
     - in the provenance, ``input`` keeps only counts and hashes (its ``source`` and the
       duplicate files' paths go), and any other string holding an input file name is replaced
       by :data:`REDACTED`.
+
+    ``names`` adds file names to remove that the table's own ``path`` column does not hold and
+    ``owners`` maps input paths to subjects (both for a table written block by block).
     """
+    extra = {str(n) for n in names}
     names = table.column_names
-    paths = table.column("path").to_pylist() if "path" in names else []
-    redactor = PathRedactor(paths, table.column("subject_id").to_pylist() if paths else [])
+    sensitive: set[str] = set(extra)
+    if "path" in names:
+        paths = [p for p in table.column("path").to_pylist() if p]
+        sensitive |= {str(p) for p in paths} | {Path(p).name for p in paths}
+        if "diag__duplicate_of" in names:
+            # the earlier file may be in another block of a streamed table: ``owners`` maps every input path
+            owner = dict(owners or {})
+            owner.update({str(p): s for p, s in zip(table.column("path").to_pylist(),
+                                                    table.column("subject_id").to_pylist()) if p})
+            # a value that is no path is already a subject id (a table written without paths, resumed)
+            dup = [None if d is None else owner.get(d, REDACTED if ("/" in d or "\\" in d) else d)
+                   for d in table.column("diag__duplicate_of").to_pylist()]
+            i = names.index("diag__duplicate_of")
+            table = table.set_column(i, table.schema.field(i), pa.array(dup, pa.string()))
+    elif "diag__duplicate_of" in names:
+        sensitive |= {d for d in table.column("diag__duplicate_of").to_pylist() if d and ("/" in d or "\\" in d)}
     for c in path_columns(table.schema):
-        redactor.names |= {Path(p).name for p in table.column(c).to_pylist() if p}
-    if not paths and "diag__duplicate_of" in names:
-        redactor.names |= {d for d in table.column("diag__duplicate_of").to_pylist() if d and ("/" in d or "\\" in d)}
+        sensitive |= {Path(p).name for p in table.column(c).to_pylist() if p}
     prov = _provenance_of(table.schema)
-    table = redactor.table(table)
+    table = table.drop_columns(path_columns(table.schema))
+    table = _redact_strings(table, sensitive)
     meta = dict(table.schema.metadata or {})
     if prov:
-        meta[PROVENANCE_KEY] = json.dumps(redactor.provenance(prov), sort_keys=True, default=str).encode()
+        meta[PROVENANCE_KEY] = json.dumps(redact_provenance(prov, sensitive), sort_keys=True, default=str).encode()
     return table.replace_schema_metadata(meta)
-
-
-class PathRedactor:
-    """Removes input file names from tables and provenance, block by block (a streamed merge
-    redacts each block with the same state).
-
-    Parameters
-    ----------
-    paths, subject_ids : sequences of str
-        Every input file of the run and its subject (``diag__duplicate_of`` paths map to it).
-    extra_names : iterable of str
-        Other file names to remove (skipped files, duplicates).
-    """
-
-    def __init__(self, paths, subject_ids, extra_names=()) -> None:
-        self.owners = {str(p): str(s) for p, s in zip(paths, subject_ids) if p}
-        self.names = {n for p in [*self.owners, *map(str, extra_names)] for n in (p, Path(p).name)}
-
-    def schema(self, schema: pa.Schema) -> pa.Schema:
-        """``schema`` without the path columns."""
-        for name in path_columns(schema):
-            schema = schema.remove(schema.get_field_index(name))
-        return schema
-
-    def table(self, table: pa.Table) -> pa.Table:
-        """The block without path columns, duplicate_of as subjects, names out of free text."""
-        if "diag__duplicate_of" in table.column_names:
-            i = table.column_names.index("diag__duplicate_of")
-            # a value that is no path is already a subject id (a table written without paths, resumed)
-            dup = [None if d is None else self.owners.get(d, REDACTED if ("/" in d or "\\" in d) else d)
-                   for d in table.column(i).to_pylist()]
-            table = table.set_column(i, table.schema.field(i), pa.array(dup, pa.string()))
-        table = table.drop_columns(path_columns(table.schema))
-        return _redact_strings(table, self.names)
-
-    def provenance(self, prov: dict[str, Any]) -> dict[str, Any]:
-        """The provenance without input file names (:func:`redact_provenance`)."""
-        return redact_provenance(prov, self.names)
 
 
 def _redact_strings(table: pa.Table, names: set[str]) -> pa.Table:

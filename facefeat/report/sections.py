@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from facefeat.io.hashing import sha256_bytes, sha256_file
+from facefeat.io.jsonsafe import dumps_json
 from facefeat.report import html as h
 from facefeat.report.figures import plot_png
 from facefeat.report.study import Study
@@ -282,7 +283,7 @@ def calibration_section(val: Validation, unit: str | None = None) -> h.Section:
 def settings_fingerprint(meta: dict) -> str:
     """sha256 of the model's estimator, parameters, feature schema and data settings (canonical JSON)."""
     payload = {k: meta.get(k) for k in ("estimator", "params", "schema", "settings")}
-    return sha256_bytes(json.dumps(payload, sort_keys=True, default=str).encode())
+    return sha256_bytes(dumps_json(payload, sort_keys=True).encode())
 
 
 def provenance_section(study: Study, val: Validation, report_info: dict[str, Any]) -> h.Section:
@@ -318,13 +319,12 @@ def provenance_section(study: Study, val: Validation, report_info: dict[str, Any
             ("extractor", f"{ext.get('name')} {ext.get('version')} from {ext.get('distribution') or ext.get('plugin')} "
                           f"{ext.get('distribution_version', '')}"),
             ("facefeat / created", f"{p.get('facefeat_version')} / {p.get('created')}"),
-            ("config", json.dumps(ext.get("config", {}), sort_keys=True, default=str)),
-            ("config fingerprint (sha256)", sha256_bytes(json.dumps(ext.get("config", {}), sort_keys=True,
-                                                                     default=str).encode())),
+            ("config", dumps_json(ext.get("config", {}), sort_keys=True)),
+            ("config fingerprint (sha256)", sha256_bytes(dumps_json(ext.get("config", {}), sort_keys=True).encode())),
             ("input", f"{inp.get('source')} (manifest sha256 {inp.get('manifest_sha256')}, {inp.get('n_images')} "
                       f"images, {len(inp.get('duplicates') or [])} exact duplicates skipped)"),
-            ("preprocessing", json.dumps({k: v for k, v in (p.get("preprocessing") or {}).items()
-                                          if k != "models_sha256"}, sort_keys=True, default=str)),
+            ("preprocessing", dumps_json({k: v for k, v in (p.get("preprocessing") or {}).items()
+                                           if k != "models_sha256"}, sort_keys=True)),
         ]
         rows += [(f"model file {label} sha256", digest) for label, digest in models.items()]
         if p.get("environment"):

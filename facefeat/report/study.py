@@ -80,13 +80,14 @@ def inspect_run(run_dir: str | Path) -> list[dict]:
     InputError
         No such folder, or no feature table in it.
     """
+    from facefeat.io.jsonsafe import to_jsonable
     from facefeat.io.tables import summarize_tables
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"RUN_DIR {run_dir} is not a folder; pass the --out folder of 'facefeat extract'")
-    # JSON round trip: the same plain values 'facefeat inspect --json' prints
-    return json.loads(json.dumps(summarize_tables(run_dir), default=str))
+    # the same plain values 'facefeat inspect --json' prints
+    return to_jsonable(summarize_tables(run_dir))
 
 
 def read_run(run_dir: str | Path) -> list[RunTable]:

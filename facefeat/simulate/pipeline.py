@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from facefeat.errors import ConfigError, FacefeatError
+from facefeat.io.jsonsafe import dumps_json, to_jsonable
 from facefeat.simulate import design
 
 log = logging.getLogger(__name__)
@@ -483,25 +484,6 @@ def summary_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _json(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _json(v.tolist())
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if v is None or isinstance(v, (str, int, bool)):
-        return v
-    return str(v)
-
-
 def simulation_extractor(inversion: dict[str, Any], checkpoint: Path):
     """The registered extractor whose table a simulated cohort's latents go into: ``stylegan2``
     for projection (space as simulated), ``e4e`` for the encoder; its ``output_schema()`` gives
@@ -569,9 +551,9 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
     provenance = {
         "facefeat_version": __version__,
         "created": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
-        "extractor": {"name": ext.name, "version": f"{ext.version}+simulate", "config": _json(config)},
+        "extractor": {"name": ext.name, "version": f"{ext.version}+simulate", "config": to_jsonable(config)},
         "models_sha256": {"checkpoint": sha256_file(checkpoint) if checkpoint.is_file() else None},
-        "simulation": _json({"design": summary["design"], "generator": generator_info,
+        "simulation": to_jsonable({"design": summary["design"], "generator": generator_info,
                              "inversion": {k: v for k, v in inv.items() if k != "params"}}),
         "input": {"source": str(img_dir.resolve()), "n_images": n},
         "status_counts": {"ok": n},
@@ -614,10 +596,11 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
     write_cv_results(out / "model" / "cv", result.cv, model=est.model, fusion=est.fusion,
                      spec_sha256=spec_fingerprint(est, dataset_schema(ds), settings),
                      title="Cross-validation of the recovered model (facefeat simulate)")
-    (out / "cv_recovered.json").write_text(json.dumps(_json(result.cv.to_dict()), indent=2))
-    (out / "cv_oracle.json").write_text(json.dumps(_json(result.oracle_cv.to_dict()), indent=2))
-    (out / "summary.json").write_text(json.dumps(_json(summary), indent=2))
+    (out / "cv_recovered.json").write_text(json.dumps(to_jsonable(result.cv.to_dict()), indent=2))
+    (out / "cv_oracle.json").write_text(json.dumps(to_jsonable(result.oracle_cv.to_dict()), indent=2))
     (out / "summary.md").write_text("# Simulated study\n\n" + summary_table(summary))
+    # last and whole: a summary.json marks a finished study ('facefeat simulate' tells an interrupted one by it)
+    write_bytes_atomic(out / "summary.json", dumps_json(summary, indent=2).encode())
 
 
 # --------------------------------------------------------------------------------------------

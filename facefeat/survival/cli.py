@@ -12,6 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from facefeat.io.jsonsafe import to_jsonable
+
 log = logging.getLogger("facefeat.survival")
 
 MODELS = ("coxph", "coxnet", "rsf", "gbsa", "deepsurv")
@@ -283,9 +285,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         except Exception:  # models without coefficients
             pass
     md.append("\n## Data handling\n\n" + ds.report.to_markdown())
-    from facefeat.survival.results import clean_json
-
-    (out / "fit_report.json").write_text(json.dumps(clean_json(info), indent=2))
+    (out / "fit_report.json").write_text(json.dumps(to_jsonable(info), indent=2))
     (out / "fit_report.md").write_text("".join(md))
     print(f"fitted {args.model} ({args.fusion} fusion) on {info['n']} subjects, {info['events']} events; "
           f"apparent C-index {c:.3f}; model saved to {out}")

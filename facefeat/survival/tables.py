@@ -30,6 +30,9 @@ from facefeat.io.tables import KEY_COLUMNS, REQUIRED_COLUMNS, embedding_shape, f
 from facefeat.survival.report import DataReport
 
 REQUIRED_KEYS = REQUIRED_COLUMNS
+#: Non-feature columns carried beside the features when a table has them (the survival layer
+#: reports how many photos it used had a face cut by the frame: diag__face_truncated > 0).
+CARRIED = ("path", "diag__face_truncated")
 
 
 def _table_columns(path: Path, keep: Sequence[str]) -> tuple[dict[str, Any], list[str], list[str]]:
@@ -84,8 +87,8 @@ def load_feature_table(
     Returns
     -------
     DataFrame
-        Columns ``image_id``, ``subject_id`` (strings), ``path`` when present, the ``keep``
-        columns, then float64 feature columns (embeddings flattened to ``<column>_0000``).
+        Columns ``image_id``, ``subject_id`` (strings), ``path`` and ``diag__face_truncated``
+        when present, the ``keep`` columns, then float64 feature columns (embeddings flattened to ``<column>_0000``).
         ``frame.attrs["feature_schema"]`` describes the source columns per file,
         ``frame.attrs["feature_columns"]`` lists the flat feature columns.
 
@@ -137,8 +140,9 @@ def load_feature_table(
                    f"({int(df['image_id'].isin(shared.index).sum())} rows); each subject keeps its own row",
                    count=len(shared), examples=shared.index)
     out = pd.DataFrame({"image_id": df["image_id"].astype(str), "subject_id": df["subject_id"].astype(str)})
-    if "path" in df.columns:
-        out["path"] = df["path"]
+    for c in CARRIED:
+        if c in df.columns:
+            out[c] = df[c]
     for c in keep:
         out[c] = df[c]
     values = {c: pd.to_numeric(df[c].astype("Float64") if df[c].dtype == object else df[c]).astype(np.float64)
