@@ -20,8 +20,9 @@ Run provenance is JSON under the schema metadata key ``facefeat``.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -282,6 +283,30 @@ def assemble_table(extractor_schema: pa.Schema, columns: dict[str, Any], *, prov
         arrays[schema.get_field_index("path")] = pa.array([""] * n, pa.string())
     table = pa.Table.from_arrays(arrays, schema=schema)
     return table if paths else redact_paths(table)
+
+
+def row_groups(path: str | Path) -> int:
+    """Number of row groups of a feature table (the unit a streamed merge reads)."""
+    return pq.ParquetFile(path).num_row_groups
+
+
+def read_row_group(path: str | Path, index: int, *, columns: Sequence[str] | None = None) -> pa.Table:
+    """Row group ``index`` of a feature table (all columns, or ``columns``)."""
+    return pq.ParquetFile(path).read_row_group(index, columns=None if columns is None else list(columns))
+
+
+@contextmanager
+def table_writer(path: str | Path, schema: pa.Schema) -> Iterator[Callable[[pa.Table], None]]:
+    """Write a feature table block by block, atomically: yields ``write(block, row_group_size)``.
+
+    The file appears (replacing an older one) only when the block exits without an exception.
+    """
+    with atomic_output(path, fsync=True) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            def write(block: pa.Table, row_group_size: int | None = None) -> None:
+                writer.write_table(block, row_group_size=row_group_size or max(1, block.num_rows))
+
+            yield write
 
 
 def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
