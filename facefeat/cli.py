@@ -20,6 +20,7 @@ from facefeat.errors import FacefeatError
 #: Modules that add subcommands, in help order. A module that is not there yet is skipped.
 COMMAND_MODULES = (
     "facefeat.engine.cli",  # extract, plugins, inspect
+    "facefeat.io.cli",  # export
     "facefeat.models.cli",  # models list|pull|verify|convert
     "facefeat.survival.cli",  # fit, evaluate, predict
     "facefeat.training.cli",  # train generator|encoder
@@ -97,6 +98,14 @@ def configure_logging(verbose: int = 0) -> None:
         logging.getLogger(name).setLevel(own)
 
 
+def add_trust_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--trust`` flag of every command that loads a saved survival model."""
+    parser.add_argument(
+        "--trust", action="store_true",
+        help="also load an old pickle model file (model.joblib, facefeat < 0.3); a pickle can run any code it "
+             "holds: use only for models you made yourself, then re-save them (fit again)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``facefeat`` script; returns the exit status."""
     parser = build_parser()
@@ -105,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from facefeat.runtime import configure_runtime
+
+    configure_runtime()  # threads, OpenMP wait policy, subnormal flushing: before torch loads
     try:
         return int(args.func(args) or 0)
     except FacefeatError as exc:
