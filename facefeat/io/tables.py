@@ -62,7 +62,7 @@ ENGINE_DIAG_FIELDS = [
     pa.field("diag__detector_score", pa.float64()),
     pa.field("diag__face_truncated", pa.float64(), metadata={
         b"description": b"share of the 68 landmarks outside the image frame, 0..1 (> 0: face cut by the frame)"}),
-    pa.field("diag__face_box_outside", pa.float64(), metadata={
+    pa.field("diag__face_truncated_box", pa.float64(), metadata={
         b"description": b"share of the face box area outside the image frame, 0..1"}),
     pa.field("diag__face_box", pa.list_(pa.int32(), 4),
              metadata={b"description": b"detector box left, top, right, bottom (inclusive pixels, upright image)"}),
