@@ -405,7 +405,7 @@ def _write_run_json(plan: Plan, *, state: str, executor: str, summary: RunSummar
     if not plan.config.get("paths", True):  # --no-paths: no input file named here either
         data = redact_names(data, _input_names(plan))
     with atomic_output(plan.out / RUN_JSON, fsync=True) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.write_text(dumps_json(data, indent=2))
     return plan.out / RUN_JSON
 
 
@@ -430,8 +430,7 @@ class WorkerJob:
 
     @property
     def key(self) -> str:
-        return sha256_bytes(json.dumps([self.config, self.preprocess, self.parts_root], sort_keys=True,
-                                       default=str).encode())
+        return sha256_bytes(dumps_json([self.config, self.preprocess, self.parts_root], sort_keys=True).encode())
 
 
 class _ChunkWorker:

@@ -8,10 +8,9 @@ says why, as every report section does.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 from facefeat.report import html as h
 from facefeat.report.figures import plot_png
