@@ -20,6 +20,7 @@ from facefeat.errors import FacefeatError
 #: Modules that add subcommands, in help order. A module that is not there yet is skipped.
 COMMAND_MODULES = (
     "facefeat.engine.cli",  # extract, plugins, inspect
+    "facefeat.io.cli",  # export
     "facefeat.models.cli",  # models list|pull|verify|convert
     "facefeat.survival.cli",  # fit, evaluate, predict
     "facefeat.training.cli",  # train generator|encoder
@@ -73,6 +74,14 @@ def accept_negative_values(parser: argparse.ArgumentParser) -> argparse.Argument
     """
     parser._negative_number_matcher = _NEGATIVE_VALUE  # argparse's own hook for this decision
     return parser
+
+
+def add_trust_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--trust`` flag of every command that loads a saved survival model."""
+    parser.add_argument(
+        "--trust", action="store_true",
+        help="also load an old pickle model file (model.joblib, facefeat < 0.3); a pickle can run any code it "
+             "holds: use only for models you made yourself, then re-save them (fit again)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,6 +55,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps")
     p.add_argument("--validate", action="store_true", help="dry run: check config and inputs, compute nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-paths", action="store_true",
+                   help="write no path column and no input file names (tables, provenance, run.json)")
     p.set_defaults(func=cmd_extract)
 
     p = subparsers.add_parser("plugins", help="list the registered extractors with version and distribution",
@@ -77,7 +79,8 @@ def _run_config(args) -> dict:
 
     config = load_config_file(args.config) if args.config else {}
     flags = {"input": args.input, "out": args.out, "extractors": args.extractors, "jobs": args.jobs,
-             "batch_size": args.batch_size, "device": args.device}
+             "batch_size": args.batch_size, "device": args.device,
+             "paths": False if getattr(args, "no_paths", False) else None}
     config = merge(config, {k: v for k, v in flags.items() if v is not None})
     config = merge(config, parse_overrides(args.overrides))
     for key, flag in (("input", "INPUT"), ("out", "--out")):

@@ -38,6 +38,9 @@ RUN_CONFIG_SCHEMA: dict[str, Any] = {
         "cluster": CLUSTER_CONFIG_SCHEMA,
         "cache_dir": {"type": ["string", "null"], "default": None,
                       "description": "aligned-crop cache; default <out>/.cache/aligned"},
+        "paths": {"type": "boolean", "default": True,
+                  "description": "write the path column; false: the tables and run.json name no input file "
+                                 "(docs/tables.md, privacy)"},
         "face": FACE_CONFIG_SCHEMA,
         "align": ALIGN_CONFIG_SCHEMA,
     },

@@ -39,7 +39,8 @@ from facefeat.io.atomic import atomic_output, write_bytes_atomic
 from facefeat.io.hashing import sha256_bytes, sha256_file
 from facefeat.io.images import STATUSES, ImageRecord
 from facefeat.io.manifest import Inputs, load_inputs
-from facefeat.io.tables import ENGINE_DIAG_FIELDS, read_provenance, table_schema, write_parquet_atomic
+from facefeat.io.tables import (ENGINE_DIAG_FIELDS, conform_table, read_provenance, read_schema, read_table,
+                                redact_names, redact_paths, table_schema, write_parquet_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -391,9 +392,19 @@ def _write_run_json(plan: Plan, *, state: str, executor: str, summary: RunSummar
         data.update(status_counts=summary.status_counts, extractor_status_counts=summary.extractor_status_counts,
                     tables={k: str(v) for k, v in summary.tables.items()}, n_processed=summary.n_processed,
                     n_reused=summary.n_reused, seconds=round(summary.seconds, 3))
+    if not plan.config.get("paths", True):  # --no-paths: no input file named here either
+        data = redact_names(data, _input_names(plan))
     with atomic_output(plan.out / RUN_JSON, fsync=True) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=str))
     return plan.out / RUN_JSON
+
+
+def _input_names(plan: Plan) -> list[str]:
+    """Every input file's path and name (what ``--no-paths`` keeps out of a run's files)."""
+    names = [n for r in plan.inputs.records for n in (str(r.path), r.path.name)]
+    names += [n for d in plan.inputs.duplicates for k in ("path", "duplicate_of") if d.get(k)
+              for n in (str(d[k]), Path(d[k]).name)]
+    return names + [n for s in plan.inputs.skipped for n in (str(s), Path(s).name)]
 
 
 # -- workers ---------------------------------------------------------------------------------
@@ -629,7 +640,7 @@ def _sources(out: Path, name: str) -> list[Path]:
 
 def _matches(path: Path, fingerprint: str) -> bool:
     try:
-        meta = pq.read_schema(path).metadata or {}
+        meta = read_schema(path).metadata or {}
     except Exception as exc:  # an unreadable part is recomputed, never trusted
         log.warning("ignoring unreadable %s: %s", path, exc)
         return False
@@ -641,7 +652,7 @@ def _matches(path: Path, fingerprint: str) -> bool:
 
 def _read_keys(path: Path, columns=("image_id", "subject_id")) -> pa.Table | None:
     try:
-        return pq.read_table(path, columns=list(columns))
+        return read_table(path, columns=list(columns))
     except Exception as exc:
         log.warning("ignoring unreadable %s: %s", path, exc)
         return None
@@ -697,9 +708,16 @@ def _merge(plan: Plan, ext: Extractor, settings: dict[str, Any], fingerprint: st
     schema = table_schema(ext.output_schema(), provenance)
     schema = schema.with_metadata({**(schema.metadata or {}), FINGERPRINT_KEY: fingerprint.encode()})
     plain = schema.remove_metadata()
+    out_schema, redact = schema, None
+    if not plan.config.get("paths", True):
+        # --no-paths: each block is written without path columns or file names (io.tables.redact_paths)
+        names = _input_names(plan)
+        owners = {str(r.path): r.subject_id for r in plan.inputs.records}
+        redact = lambda t: redact_paths(t, names=names, owners=owners)  # noqa: E731
+        out_schema = redact(schema.empty_table()).schema
     cache: dict[int, pa.Table] = {}
     with atomic_output(final, fsync=True) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, out_schema, compression="zstd") as writer:
             for start in range(0, len(order), MERGE_ROWS):
                 block = order[start:start + MERGE_ROWS]
                 pieces, run_u, run_start, run_len = [], None, 0, 0
@@ -711,7 +729,10 @@ def _merge(plan: Plan, ext: Extractor, settings: dict[str, Any], fingerprint: st
                         pieces.append(_unit(units, run_u, cache, plain).slice(run_start, run_len))
                     run_u, run_start, run_len = u, row, 1
                 pieces.append(_unit(units, run_u, cache, plain).slice(run_start, run_len))
-                writer.write_table(pa.concat_tables(pieces).combine_chunks(), row_group_size=MERGE_ROWS)
+                table = pa.concat_tables(pieces).combine_chunks()
+                if redact is not None:
+                    table = redact(table).cast(out_schema.remove_metadata())
+                writer.write_table(table, row_group_size=MERGE_ROWS)
     for part in sources:
         if part != final:
             part.unlink(missing_ok=True)
@@ -733,7 +754,8 @@ def _unit(units: list[tuple[Path, int]], u: int, cache: dict[int, pa.Table], sch
         if len(cache) >= 4:
             cache.pop(next(iter(cache)))
         path, rg = units[u]
-        cache[u] = pq.ParquetFile(path).read_row_group(rg).replace_schema_metadata(None).cast(schema)
+        # conform_table: a table written without paths (--no-paths, resumed) gets an empty path column back
+        cache[u] = conform_table(pq.ParquetFile(path).read_row_group(rg), schema)
     return cache[u]
 
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from facefeat.cli import accept_negative_values
+from facefeat.cli import accept_negative_values, add_trust_option
 
 DIRECTION_EPILOG = """\
 examples:
@@ -82,6 +82,7 @@ def _parser(sub, name: str, help: str, description: str, epilog: str) -> argpars
 
 def _model_args(p: argparse.ArgumentParser, *, features: bool = True) -> None:
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="directory written by 'facefeat fit'")
+    add_trust_option(p)
     if features:
         p.add_argument("--features", required=True, metavar="RUN",
                        help="run folder (or latent Parquet table) the model's features come from")
@@ -188,7 +189,8 @@ def cmd_direction(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".npz":
         raise ConfigError(f"-o {out}: the direction file must end in .npz")
-    d = health_direction(args.model, column=args.column, block=args.block, per=args.per, generator=args.generator)
+    d = health_direction(args.model, column=args.column, block=args.block, per=args.per, generator=args.generator,
+                         trust=args.trust)
     d.save(out)
     out.with_suffix(".json").write_text(json.dumps(d.describe(), indent=2, default=str))
     shares = d.layer_shares()
@@ -215,7 +217,7 @@ def _setup(args):
     from facefeat.explain.edit import load_edit_context, load_edit_generator, parse_steps
 
     steps = parse_steps(args.steps)
-    ctx = load_edit_context(args.model, args.features, clinical=args.clinical, column=args.column)
+    ctx = load_edit_context(args.model, args.features, clinical=args.clinical, column=args.column, trust=args.trust)
     direction = _direction(args, ctx)
     G = load_edit_generator(ctx.generator_spec(args.generator), device=args.device)
     return ctx, direction, G, steps

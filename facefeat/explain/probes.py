@@ -86,14 +86,9 @@ def latent_columns(schema) -> list[str]:
 
 
 def _field_shape(f) -> tuple[int, ...]:
-    size = f.type.list_size
-    meta = f.metadata or {}
-    if b"shape" in meta:
-        shape = tuple(int(v) for v in json.loads(meta[b"shape"]))
-        if int(np.prod(shape)) != size:
-            raise DataError(f"column {f.name!r}: field metadata shape {list(shape)} does not hold {size} values")
-    else:
-        shape = (size,)
+    from facefeat.io.tables import embedding_shape
+
+    shape = tuple(embedding_shape(f))
     if len(shape) == 1:
         shape = (1, shape[0])
     if len(shape) != 2:
@@ -102,16 +97,9 @@ def _field_shape(f) -> tuple[int, ...]:
 
 
 def _candidate_files(source: str | Path) -> list[Path]:
-    path = Path(source)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.glob("*.parquet") if not p.name.startswith("."))
-        if files:
-            return files
-        raise InputError(f"{path}: no feature tables (*.parquet); run 'facefeat extract' with the stylegan2 or "
-                         f"e4e extractor first")
-    raise InputError(f"{path}: no such feature table or run folder")
+    from facefeat.io.tables import feature_tables
+
+    return feature_tables(source)
 
 
 @dataclass
@@ -180,12 +168,13 @@ def read_latents(source, column: str | None = None) -> LatentRows:
         table has no / several latent columns and none was named.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from facefeat.io.tables import read_schema, read_table
 
     if isinstance(source, pa.Table):
         tables = [(None, source.schema)]
     else:
-        tables = [(p, pq.read_schema(p)) for p in _candidate_files(source)]
+        tables = [(p, read_schema(p)) for p in _candidate_files(source)]
     found = [(p, s) for p, s in tables if (column in s.names if column else latent_columns(s))]
     where = "the table" if len(tables) == 1 and tables[0][0] is None else ", ".join(str(p) for p, _ in tables)
     all_latents = sorted({c for _, s in tables for c in latent_columns(s)})
@@ -216,7 +205,7 @@ def read_latents(source, column: str | None = None) -> LatentRows:
     if "subject_id" not in keys:
         raise DataError(f"{path or 'the table'} has no subject_id column; a facefeat feature table keys rows by "
                         f"image_id and subject_id")
-    table = source.select(keys + [column]) if path is None else pq.read_table(path, columns=keys + [column])
+    table = source.select(keys + [column]) if path is None else read_table(path, columns=keys + [column])
     n = table.num_rows
     subject = np.array([str(v) for v in table.column("subject_id").to_pylist()], dtype=object)
     image = (np.array([str(v) for v in table.column("image_id").to_pylist()], dtype=object)

@@ -36,7 +36,7 @@ def bad_run(tmp_path_factory):
 
 def test_every_bad_input_is_one_row_with_its_status(bad_run):
     expected, out, summary = bad_run
-    df = facefeat.read_features(out / "landmarks.parquet")
+    df = facefeat.read_features(out / "landmarks.parquet", flatten=False, include_failed=True)
     assert len(df) == len(expected)  # nothing dropped
     got = {Path(p).name: s for p, s in zip(df["path"], df["status"])}
     assert got == expected
@@ -51,7 +51,7 @@ def test_every_bad_input_is_one_row_with_its_status(bad_run):
 
 def test_exif_rotated_landmarks_land_on_the_upright_face(bad_run):
     _, out, _ = bad_run
-    df = facefeat.read_features(out / "landmarks.parquet")
+    df = facefeat.read_features(out / "landmarks.parquet", flatten=False, include_failed=True)
     by = {Path(p).name: r for p, r in zip(df["path"], df.itertuples())}
     rot, ref = by["exif_rotated.jpg"], by["jpeg_named.png"]
     assert rot.diag__exif_orientation == 6
@@ -63,7 +63,7 @@ def test_exif_rotated_landmarks_land_on_the_upright_face(bad_run):
 
 def test_diagnostics_and_duplicates(bad_run):
     _, out, _ = bad_run
-    df = facefeat.read_features(out / "landmarks.parquet")
+    df = facefeat.read_features(out / "landmarks.parquet", flatten=False, include_failed=True)
     by = {Path(p).name: r for p, r in zip(df["path"], df.to_dict("records"))}
     assert by["two_faces.jpg"]["diag__n_faces"] == 2 and by["two_faces.jpg"]["status"] == "ok"
     assert by["Ünïcödé näme with spaces.jpg"]["diag__duplicate_of"].endswith("jpeg_named.png")
@@ -76,7 +76,7 @@ def test_diagnostics_and_duplicates(bad_run):
 def test_multiple_faces_policy_fail(tmp_path, examples_dir):
     run_extraction({"input": str(examples_dir), "out": str(tmp_path), "extractors": ["landmarks"],
                     "face": {"multiple_faces": "fail"}}, progress=False)
-    df = facefeat.read_features(tmp_path)
+    df = facefeat.read_features(tmp_path, include_failed=True)
     st = dict(zip(df.subject_id, df.status))
     assert st["2008_001009"] == "multiple_faces" and st["Tom_Cruise_avp_2014_4"] == "ok" and st["dogs"] == "no_face"
 
@@ -110,10 +110,10 @@ def test_provenance_and_readers(bad_run):
 def test_read_features_flatten_and_join(tmp_path, examples_dir):
     run_extraction({"input": str(examples_dir), "out": str(tmp_path), "extractors": ["landmarks", "face_descriptor"]},
                    progress=False)
-    wide = facefeat.read_features(tmp_path, flatten=True)
+    wide = facefeat.read_features(tmp_path, flatten=True, include_failed=True)
     assert len(wide) == 5
     emb = [c for c in wide.columns if c.startswith("face_descriptor__embedding_")]
-    assert len(emb) == 128 and emb[0].endswith("_000")
+    assert len(emb) == 128 and emb[0].endswith("_0000") and emb[-1].endswith("_0127")
     ok = wide[wide.status == "ok"]
     assert np.isfinite(ok[emb].to_numpy()).all() and wide.loc[wide.status != "ok", emb].isna().all().all()
     assert set(wide.status) == {"ok", "no_face"}
