@@ -33,7 +33,7 @@ from facefeat.engine.extractor import Extractor, FaceBatch
 from facefeat.engine.preprocess import Preprocessed, Preprocessor
 from facefeat.devices import raise_if_device_failure
 from facefeat.engine.registry import Registry, load_registry
-from facefeat.engine.executors import ExecutorError, resolve_cluster_config
+from facefeat.engine.executors import ExecutorError
 from facefeat.errors import ConfigError, DeviceError, FacefeatError, PluginError
 from facefeat.io.atomic import atomic_output, write_bytes_atomic
 from facefeat.io.hashing import sha256_bytes, sha256_file
@@ -132,8 +132,6 @@ def plan_run(config: dict[str, Any], *, registry: Registry | None = None) -> Pla
             f"config section(s) {', '.join(map(repr, stray))} name no selected extractor; selected: {', '.join(names)}; "
             f"registered: {', '.join(registry.names())}"
         )
-    if "cluster" in config:
-        config["cluster"] = resolve_cluster_config(config["cluster"])
     extractors = [registry.create(name, config.get(name, {})) for name in names]
     for ext in extractors:
         config[ext.name] = ext.config
