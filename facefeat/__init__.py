@@ -8,11 +8,14 @@ from facefeat._version import __version__
 __all__ = ["__version__", "read_features"]
 
 
-def read_features(path, *, flatten: bool = False, extractors=None, status=None):
-    """Read feature tables written by ``facefeat extract`` into a pandas DataFrame.
+def read_features(run_or_files, *, flatten: bool = True, include_failed: bool = False, drop_paths: bool = False,
+                  extractors=None, status=None):
+    """Read the feature tables written by ``facefeat extract`` into a pandas DataFrame.
 
-    See :func:`facefeat.io.tables.read_features` for the parameters.
+    See :func:`facefeat.io.tables.read_features` for the parameters (by default: embeddings
+    flattened to ``<column>_0000`` columns, only ``ok`` rows).
     """
     from facefeat.io.tables import read_features as _read
 
-    return _read(path, flatten=flatten, extractors=extractors, status=status)
+    return _read(run_or_files, flatten=flatten, include_failed=include_failed, drop_paths=drop_paths,
+                 extractors=extractors, status=status)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from facefeat.engine.extractor import Face
+from facefeat.face.truncation import TRUNCATED_POLICIES, box_outside, landmarks_outside
 from facefeat.io.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageRecord, read_and_decode
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,10 @@ FACE_CONFIG_SCHEMA: dict[str, Any] = {
         "multiple_faces": {"enum": list(MULTIPLE_FACE_POLICIES), "default": "largest",
                            "description": "largest: use the largest face and record diag__n_faces; "
                                           "fail: status multiple_faces, no features"},
+        "truncated": {"enum": list(TRUNCATED_POLICIES), "default": "flag",
+                      "description": "faces cut by the image frame (diag__face_truncated > 0: some of the 68 "
+                                     "landmarks fall outside the photo): flag keeps status ok with the share in "
+                                     "diag__face_truncated; fail: status truncated, no features"},
         "max_pixels": {"type": "integer", "minimum": 1, "default": DEFAULT_MAX_PIXELS,
                        "description": "images with more pixels get status too_large without decoding"},
     },
@@ -167,6 +172,15 @@ class Preprocessor:
         diag["diag__detector_score"] = float(det.score)
         diag["diag__face_box"] = [int(v) for v in det.box]
         points = self.predictor.predict(rgb, det.box)
+        height, width = rgb.shape[:2]
+        share = landmarks_outside(points, width=width, height=height)
+        diag["diag__face_truncated"] = share
+        diag["diag__face_box_outside"] = box_outside(det.box, width=width, height=height)
+        if share > 0 and self.face_config.get("truncated", "flag") == "fail":
+            n = len(points)
+            return Preprocessed(record, "truncated", f"face cut by the image frame: {round(share * n)} of {n} "
+                                "landmarks outside the photo; policy face.truncated=fail (use 'flag' to keep it "
+                                "with diag__face_truncated)", None, diag)
         face = Face(image_id=record.image_id, subject_id=record.subject_id, landmarks=points,
                     box=tuple(int(v) for v in det.box), original=rgb if self.keep_original else None)
         for size in self.aligned_sizes:

@@ -94,13 +94,16 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be 1 or more, not {getattr(args, name)}")
     if args.cv_folds < 2:
         raise ConfigError(f"--cv-folds must be 2 or more, not {args.cv_folds}")
+    from facefeat.devices import check_device
+
+    device = check_device(args.device)
     out = write_report(
         args.run_dir, args.model_dir, args.out, clinical=args.clinical, subjects=args.subjects,
         edit_steps=args.edit_steps, generator=args.generator, n_edit_subjects=args.edit_subjects,
         n_region_subjects=args.region_subjects,
         cv_folds=args.cv_folds, cv_repeats=args.cv_repeats, risk_groups=args.risk_groups, seed=args.seed,
         trust=args.trust,
-        n_jobs=args.jobs, device=args.device, title=args.title, sep=args.sep,
+        n_jobs=args.jobs, device=device, title=args.title, sep=args.sep,
         command=command_line(args),
     )
     print(f"report written to {out}")

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 
 from facefeat.io.atomic import write_bytes_atomic
 from facefeat.errors import DataError, ModelError
+from facefeat.io.jsonsafe import to_jsonable
 
 log = logging.getLogger("facefeat.survival")
 
@@ -70,16 +71,40 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _json_safe(v: Any) -> Any:
+#: Settings that do not specify a model: what ``facefeat fit`` derives from the fitted model, and labels.
+FITTED_SETTINGS = ("risk_cutoffs", "covariates_used", "time_unit")
+
+
+def _spec(v: Any) -> Any:
+    # an estimator's specification as plain data: class and parameters, recursively
+    if hasattr(v, "get_params") and not isinstance(v, type):
+        return {"class": f"{type(v).__module__}.{type(v).__qualname__}",
+                "params": {k: _spec(x) for k, x in sorted(v.get_params(deep=False).items())}}
     if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
+        return {str(k): _spec(x) for k, x in sorted(v.items(), key=lambda kv: str(kv[0]))}
     if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
-        return v.item()
-    return repr(v)
+        return [_spec(x) for x in v]
+    return to_jsonable(v)
+
+
+def spec_fingerprint(estimator: Any, schema: dict, settings: dict | None = None) -> str:
+    """sha256 of a model specification: estimator class and parameters (recursively), the
+    columns of each block and feature table, and the data settings.
+
+    Equal for ``facefeat fit`` and ``facefeat evaluate`` run with the same options on the same
+    kind of data, so a stored cross-validation can be matched to the model it describes.
+    Fitted values (coefficients, risk cut-offs) and file names do not enter it.
+    """
+    from facefeat.io.hashing import sha256_bytes
+
+    tables = [t.get("columns") for t in (schema or {}).get("feature_tables") or []]
+    payload = {
+        "estimator": _spec(estimator),
+        "schema": _spec({"blocks": (schema or {}).get("blocks"), "categorical": (schema or {}).get("categorical"),
+                         "feature_tables": tables}),
+        "settings": _spec({k: v for k, v in (settings or {}).items() if k not in FITTED_SETTINGS}),
+    }
+    return sha256_bytes(json.dumps(payload, sort_keys=True).encode())
 
 
 def _untrusted(types: Iterable[str], extra: Iterable[str]) -> list[str]:
@@ -131,11 +156,12 @@ def save_model(model_dir: str | Path, estimator: Any, *, schema: dict, settings:
         "model_file": MODEL_FILE,
         "model_sha256": sha256_bytes(data),
         "types": types,
+        "spec_sha256": spec_fingerprint(estimator, schema, settings),
         "estimator": type(estimator).__name__,
-        "params": _json_safe(estimator.get_params(deep=False)) if hasattr(estimator, "get_params") else None,
-        "schema": _json_safe(schema),
-        "settings": _json_safe(settings or {}),
-        "provenance": _json_safe({
+        "params": to_jsonable(estimator.get_params(deep=False)) if hasattr(estimator, "get_params") else None,
+        "schema": to_jsonable(schema),
+        "settings": to_jsonable(settings or {}),
+        "provenance": to_jsonable({
             **(provenance or {}),
             "versions": _versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
