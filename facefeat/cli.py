@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "facefeat.simulate.cli",  # simulate
     "facefeat.report.cli",  # report
     "facefeat.robustness.cli",  # robustness
+    "facefeat.study.cli",  # study init|validate|run|status
 )
 
 

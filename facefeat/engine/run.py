@@ -142,6 +142,11 @@ def plan_run(config: dict[str, Any], *, registry: Registry | None = None) -> Pla
 
                 raise ModelError(f"extractor {ext.name!r}: model file {label} = {path} does not exist")
     requires = [ext.requires() for ext in extractors]
+    if config["face"]["detector"] == "none":
+        need = [ext.name for ext, r in zip(extractors, requires) if r.landmarks]
+        if need:
+            raise ConfigError(f"extractor(s) {', '.join(need)} need facial landmarks, which face.detector 'none' "
+                              f"(already aligned photos) does not give; choose face.detector hog or cnn, or drop them")
     sizes = sorted({s for r in requires for s in r.aligned_sizes} | set(config["align"]["sizes"]))
     out = Path(config["out"])
     cache_dir = (config["cache_dir"] or str(out / ".cache" / "aligned")) if config["align"]["cache"] else None

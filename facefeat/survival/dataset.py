@@ -214,6 +214,26 @@ def load_survival_data(
     return SurvivalDataset(X, y, blocks, cat, report, schema, sources)
 
 
+def _report_truncated(images: pd.DataFrame, subjects: pd.Index, report: DataReport) -> None:
+    """Say how many of the photos modelled show a face cut by the frame (``diag__face_truncated > 0``):
+    their landmarks, and every feature derived from them (geometry, pose, aligned-crop embeddings),
+    rest on points the predictor extrapolated outside the photo."""
+    if "diag__face_truncated" not in images.columns:  # tables written before the diagnostic existed
+        return
+    used = images[images["subject_id"].isin(subjects)]
+    share = pd.to_numeric(used["diag__face_truncated"], errors="coerce")
+    measured = share.notna().to_numpy()
+    if not measured.any():  # e.g. simulated photos, which skip face detection
+        return
+    cut = (share > 0).to_numpy()
+    unmeasured = f"; not measured for {int((~measured).sum())}" if not measured.all() else ""
+    report.add("truncated faces", f"{int(cut.sum())} of the {int(measured.sum())} ok photos modelled "
+               f"({used.loc[cut, 'subject_id'].nunique()} subject(s)) show a face cut by the image frame "
+               f"(diag__face_truncated > 0){unmeasured}; their landmark-derived features use extrapolated points "
+               "(face.truncated: fail excludes them at extraction)",
+               count=int(cut.sum()), examples=used.loc[cut, "image_id"], level="warning" if cut.any() else "info")
+
+
 def _robust_columns(columns: list[str], robustness, min_icc, report: DataReport, sources: dict) -> list[str]:
     """Apply the ICC filter of :func:`load_survival_data` and record it."""
     if isinstance(robustness, dict):  # the record of a fitted model: drop the same columns again
@@ -239,26 +259,6 @@ def _robust_columns(columns: list[str], robustness, min_icc, report: DataReport,
                f"with an undefined ICC){extra}",
                count=record["dropped"], examples=record["dropped_columns"], level="info")
     return kept
-
-
-def _report_truncated(images: pd.DataFrame, subjects: pd.Index, report: DataReport) -> None:
-    """Say how many of the photos modelled show a face cut by the frame (``diag__face_truncated > 0``):
-    their landmarks, and every feature derived from them (geometry, pose, aligned-crop embeddings),
-    rest on points the predictor extrapolated outside the photo."""
-    if "diag__face_truncated" not in images.columns:  # tables written before the diagnostic existed
-        return
-    used = images[images["subject_id"].isin(subjects)]
-    share = pd.to_numeric(used["diag__face_truncated"], errors="coerce")
-    measured = share.notna().to_numpy()
-    if not measured.any():  # e.g. simulated photos, which skip face detection
-        return
-    cut = (share > 0).to_numpy()
-    unmeasured = f"; not measured for {int((~measured).sum())}" if not measured.all() else ""
-    report.add("truncated faces", f"{int(cut.sum())} of the {int(measured.sum())} ok photos modelled "
-               f"({used.loc[cut, 'subject_id'].nunique()} subject(s)) show a face cut by the image frame "
-               f"(diag__face_truncated > 0){unmeasured}; their landmark-derived features use extrapolated points "
-               "(face.truncated: fail excludes them at extraction)",
-               count=int(cut.sum()), examples=used.loc[cut, "image_id"], level="warning" if cut.any() else "info")
 
 
 #: Public clinical data sets shipped with scikit-survival, used for validation tables and tests.
