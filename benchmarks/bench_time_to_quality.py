@@ -438,6 +438,28 @@ def print_table(results: list[dict]) -> None:
           "shared, 'load' = 1-min load average at the start/end of each run). Loss: MSE on both sides.")
 
 
+def print_speed(results: list[dict]) -> None:
+    """CPU s per step and what a run's whole schedule costs per image (steps x s/step, the coarse
+    steps at their own price; early stopping not counted: an upper bound for runs that use it)."""
+    from machine import machine  # benchmarks/machine.py
+
+    print(f"\nmachine: {machine()}")
+    print("\nCPU seconds per optimisation step, batch 1 (median of the steps after the first)")
+    print(f"{'run':26} {'code':34} {'full s/step':>11} {'coarse s/step':>13} {'steps':>6} {'s/image':>8} "
+          f"{'vs nvidia':>9} {'load':>9}")
+    ref = next((r for r in results if r["run"] == "nvidia"), None)
+    ref_cost = ref["full_step_s"] * 1000 if ref else None
+    for r in results:
+        st = r["settings"]
+        n = 1000 if r["run"] == "nvidia" else st.get("num_steps", 0)
+        n_coarse = math.ceil(st.get("coarse_fraction", 0) * n) if r.get("coarse_step_s") else 0
+        cost = n_coarse * r.get("coarse_step_s", 0.0) + (n - n_coarse) * r["full_step_s"]
+        coarse = f"{r['coarse_step_s']:.3f}" if r.get("coarse_step_s") else "-"
+        rel = f"{cost / ref_cost:.3f}" if ref_cost else "-"
+        print(f"{r['run']:26} {r['code'][-34:]:34} {r['full_step_s']:11.3f} {coarse:>13} {n:6d} {cost:8.1f} {rel:>9} "
+              f"{r['load_start']:4.1f}/{r['load_end']:<4.1f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -460,19 +482,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="worker processes at once (each single-threaded)")
     ap.add_argument("--seed", type=int, default=0, help="generator seed")
     ap.add_argument("--table", action="store_true", help="only print the table from --work/results.jsonl")
+    ap.add_argument("--speed", type=int, default=0, metavar="K", help="instead of time-to-quality: CPU seconds per "
+                    "step of each run (median of K steps after the first) on the first target, into speed.jsonl")
     args = ap.parse_args(argv)
     if args.worker:
         worker_main(args.worker)
         return 0
-    if "today" in runs and args.baseline is None:
+    runs = [r for r in args.runs.split(",") if r]
+    if "today" in runs and args.baseline is None and not args.table:
         sys.exit("the 'today' row runs today's code: give --baseline (a checkout of facefeat before the presets, "
                  "e.g. git worktree add --detach /tmp/ff-main main), or use preset:reference (today's settings on "
                  "this code)")
     work = args.work or ROOT / "runs" / f"ttq-{args.generator}"
-    results_path = work / "results.jsonl"
-    runs = [r for r in args.runs.split(",") if r]
+    results_path = work / ("speed.jsonl" if args.speed else "results.jsonl")
     if args.table:
         print_table(load_results(results_path))
+        if (work / "speed.jsonl").exists():
+            print_speed(load_results(work / "speed.jsonl"))
         return 0
     work.mkdir(parents=True, exist_ok=True)
     gen_path, gen_info = work / "generator.pkl", work / "generator.json"
@@ -497,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
         ids = list(tfiles)
         sel = [ids[int(p)] if p.isdigit() else p for p in pick]
         tfiles = {t: tfiles[t] for t in sel}
+    if args.speed:
+        tfiles = dict(list(tfiles.items())[:1])
     done = {(r["run"], r["target"]) for r in load_results(results_path)}
     pending = [(run, t) for run in runs for t in tfiles if (run, t) not in done]
     procs: list[tuple[subprocess.Popen, Path]] = []
@@ -523,16 +551,16 @@ def main(argv: list[str] | None = None) -> int:
             reap(block=True)
             reap.refs_done = True
         bars = {r["target"]: r["final_psnr"] for r in load_results(results_path) if r["run"] == "nvidia"}
-        if run != "nvidia" and t not in bars:
+        if run != "nvidia" and t not in bars and not args.speed:
             print(f"skip {run} {t}: no NVIDIA reference for it yet")
             continue
         stem = f"{run.replace(':', '_')}__{t.replace(':', '_')}"
-        out = work / "records" / f"{stem}.json"
+        out = work / ("speed-records" if args.speed else "records") / f"{stem}.json"
         out.parent.mkdir(exist_ok=True)
         spec = {"run": run, "target": t, "target_file": str(tfiles[t][0]), "target_sha256": tfiles[t][1],
                 "generator": str(gen_path), "generator_sha256": info["sha256"], "bar": bars.get(t),
                 "nvidia_root": str(args.nvidia_root) if args.nvidia_root else None, "steps": args.nvidia_steps,
-                "every": args.every, "stop_at_bar": args.stop_at_bar, "out": str(out)}
+                "every": args.every, "stop_at_bar": args.stop_at_bar, "speed_steps": args.speed, "out": str(out)}
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         if run == "today" and args.baseline:
             env["PYTHONPATH"] = f"{args.baseline}:{args.baseline / 'plugins'}"
@@ -548,7 +576,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"started {run} {t}", flush=True)
         reap(block=False)
     reap(block=True)
-    print_table(load_results(results_path))
+    if args.speed:
+        print_speed(load_results(results_path))
+    else:
+        print_table(load_results(results_path))
     return 0
 
 
