@@ -31,8 +31,16 @@ RUN_CONFIG_SCHEMA: dict[str, Any] = {
                        "description": "images per batch; also the unit of progress saved for resuming"},
         "jobs": {"type": "integer", "minimum": 1, "maximum": 256, "default": 1, "description": "local worker processes"},
         "device": {"type": "string", "pattern": "^(cpu|cuda(:[0-9]+)?|mps)$", "default": "cpu"},
+        "executor": {"type": ["string", "null"], "default": None,
+                     "description": "where chunks run: local (jobs processes), local:N (Dask LocalCluster), "
+                                    "tcp://HOST:PORT (Dask scheduler), slurm, pbs, sge, lsf (see docs/cluster.md)"},
+        "cluster": {"type": "object", "description": "batch-job workers for executor slurm|pbs|sge|lsf "
+                                                     "(facefeat.engine.executors.CLUSTER_CONFIG_SCHEMA)"},
         "cache_dir": {"type": ["string", "null"], "default": None,
                       "description": "aligned-crop cache; default <out>/.cache/aligned"},
+        "paths": {"type": "boolean", "default": True,
+                  "description": "write the path column; false: the tables and run.json name no input file "
+                                 "(docs/tables.md, privacy)"},
         "face": FACE_CONFIG_SCHEMA,
         "align": ALIGN_CONFIG_SCHEMA,
     },

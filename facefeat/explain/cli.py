@@ -8,11 +8,10 @@ imported at module level.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from facefeat.cli import accept_negative_values
+from facefeat.cli import accept_negative_values, add_trust_option
 
 DIRECTION_EPILOG = """\
 examples:
@@ -82,6 +81,7 @@ def _parser(sub, name: str, help: str, description: str, epilog: str) -> argpars
 
 def _model_args(p: argparse.ArgumentParser, *, features: bool = True) -> None:
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="directory written by 'facefeat fit'")
+    add_trust_option(p)
     if features:
         p.add_argument("--features", required=True, metavar="RUN",
                        help="run folder (or latent Parquet table) the model's features come from")
@@ -89,7 +89,7 @@ def _model_args(p: argparse.ArgumentParser, *, features: bool = True) -> None:
                                                          "they are held at each subject's values)")
         p.add_argument("--generator", metavar="CHECKPOINT",
                        help="generator to render with (default: the checkpoint in the latent table's provenance)")
-        p.add_argument("--device", default="cpu", help="torch device for rendering (default cpu)")
+        p.add_argument("--device", default="cpu", help="torch device for rendering: cpu (default), cuda, cuda:N or mps")
         g = p.add_mutually_exclusive_group()
         g.add_argument("--direction", metavar="NPZ", help="a direction file (default: the model's health direction)")
         g.add_argument("--probe", metavar="FILE", help="edit along a linear probe's direction instead")
@@ -184,13 +184,15 @@ def add_commands(subparsers: Any) -> None:
 def cmd_direction(args: argparse.Namespace) -> int:
     from facefeat.errors import ConfigError
     from facefeat.explain.direction import health_direction
+    from facefeat.io.jsonsafe import dumps_json
 
     out = Path(args.out)
     if out.suffix != ".npz":
         raise ConfigError(f"-o {out}: the direction file must end in .npz")
-    d = health_direction(args.model, column=args.column, block=args.block, per=args.per, generator=args.generator)
+    d = health_direction(args.model, column=args.column, block=args.block, per=args.per, generator=args.generator,
+                         trust=args.trust)
     d.save(out)
-    out.with_suffix(".json").write_text(json.dumps(d.describe(), indent=2, default=str))
+    out.with_suffix(".json").write_text(dumps_json(d.describe(), indent=2))
     shares = d.layer_shares()
     top = ", ".join(f"{i}: {s:.2f}" for i, s in sorted(enumerate(shares), key=lambda t: -t[1])[:3])
     print(f"{d.space.upper()} direction {list(d.vector.shape)} from {args.model}: {d.describe()['units']}; "
@@ -212,12 +214,14 @@ def _direction(args, ctx):
 
 
 def _setup(args):
+    from facefeat.devices import check_device
     from facefeat.explain.edit import load_edit_context, load_edit_generator, parse_steps
 
     steps = parse_steps(args.steps)
-    ctx = load_edit_context(args.model, args.features, clinical=args.clinical, column=args.column)
+    device = check_device(args.device)  # before the model and the tables are read
+    ctx = load_edit_context(args.model, args.features, clinical=args.clinical, column=args.column, trust=args.trust)
     direction = _direction(args, ctx)
-    G = load_edit_generator(ctx.generator_spec(args.generator), device=args.device)
+    G = load_edit_generator(ctx.generator_spec(args.generator), device=device)
     return ctx, direction, G, steps
 
 

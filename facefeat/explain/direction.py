@@ -54,7 +54,7 @@ import numpy as np
 
 from facefeat.io.atomic import atomic_output
 from facefeat.errors import ConfigError, InputError, ModelError
-from facefeat.explain.probes import _json_default  # the probe files' JSON encoder: one for both formats
+from facefeat.io.jsonsafe import dumps_json
 
 __all__ = [
     "DIRECTION_FORMAT",
@@ -173,7 +173,7 @@ class LatentDirection:
             raise ConfigError(f"direction files end in .npz, not {path.name!r}")
         with atomic_output(path, suffix=".npz") as tmp:
             np.savez(tmp, vector=self.vector, gradient=self.gradient,
-                     meta=np.array(json.dumps(self.describe(), sort_keys=True, default=_json_default)))
+                     meta=np.array(dumps_json(self.describe(), sort_keys=True)))
         return path
 
     # -- other sources ----------------------------------------------------------------------
@@ -306,7 +306,9 @@ def latent_block_columns(meta: dict | None, feature_names, *, column: str | None
         raise ConfigError(f"the model uses several latent columns {sorted(latents)}; choose one (column=... / --column)")
     col, spec = next(iter(latents.items()))
     size = int(spec["size"])
-    flat = [f"{col}_{i}" for i in range(size)]
+    from facefeat.io.features import flat_columns
+
+    flat = flat_columns(col, size)
     if latent_shape is not None:
         shape = tuple(int(v) for v in latent_shape)
     elif spec.get("shape"):
@@ -438,11 +440,11 @@ def generator_from_provenance(prov, *, source: str | None = None) -> dict[str, A
             "extractor": (prov.get("extractor") or {}).get("name")}
 
 
-def _load(source) -> tuple[Any, dict | None, dict[str, Any]]:
+def _load(source, *, trust: bool = False) -> tuple[Any, dict | None, dict[str, Any]]:
     if isinstance(source, (str, os.PathLike)):
         from facefeat.survival.persist import load_model
 
-        est, meta = load_model(source)
+        est, meta = load_model(source, trust=trust)
         return est, meta, {"model_dir": str(source), "model_sha256": meta.get("model_sha256")}
     if isinstance(source, tuple) and len(source) == 2:
         est, meta = source
@@ -453,7 +455,7 @@ def _load(source) -> tuple[Any, dict | None, dict[str, Any]]:
 def health_direction(estimator_or_model_dir, *, column: str | None = None, block: str | None = None,
                      per: str = "log_hazard", metadata: dict | None = None,
                      latent_shape: tuple[int, int] | None = None,
-                     generator: dict[str, Any] | str | None = None) -> LatentDirection:
+                     generator: dict[str, Any] | str | None = None, trust: bool = False) -> LatentDirection:
     """The health attribute of a fitted linear survival model: a direction in latent space.
 
     Parameters
@@ -477,6 +479,8 @@ def health_direction(estimator_or_model_dir, *, column: str | None = None, block
         Override the latent's shape (only needed without metadata for non-512 latents).
     generator : dict or str, optional
         Generator checkpoint to record (default: the one in the latent table's provenance).
+    trust : bool, default False
+        Allow an old pickle model directory (see :func:`facefeat.survival.persist.load_model`).
 
     Returns
     -------
@@ -490,7 +494,7 @@ def health_direction(estimator_or_model_dir, *, column: str | None = None, block
         fitted on latents (the blocks are listed), an unknown block or column.
     """
     _check_per(per)
-    est, meta, prov = _load(estimator_or_model_dir)
+    est, meta, prov = _load(estimator_or_model_dir, trust=trust)
     meta = meta if metadata is None else metadata
     if meta is not None and metadata is not None:
         prov.setdefault("model_sha256", meta.get("model_sha256"))

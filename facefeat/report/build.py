@@ -58,6 +58,7 @@ def build_report(
     cv_repeats: int = 5,
     risk_groups: int = 3,
     seed: int = 0,
+    trust: bool = False,
     n_jobs: int = 1,
     device: str = "cpu",
     title: str | None = None,
@@ -111,24 +112,31 @@ def build_report(
     from facefeat.report import html as h
     from facefeat.report import sections as sec
     from facefeat.report.study import load_study
-    from facefeat.report.validation import check_stored_cv, compute_cv, find_stored_cv, load_stored_cv
+    from facefeat.report.validation import compute_cv, find_stored_cv, load_stored_cv, stored_cv_mismatch
+    from facefeat.survival.persist import spec_fingerprint
 
     steps = parse_steps(edit_steps)
     wanted = parse_subjects(subjects)
     if risk_groups < 2:
         raise ConfigError(f"risk_groups must be 2 or more, not {risk_groups}")
     ex.check_generator(None if generator is None else str(generator))
-    study = load_study(run_dir, model_dir, clinical=clinical, sep=sep, decimal=decimal)
+    study = load_study(run_dir, model_dir, clinical=clinical, sep=sep, decimal=decimal, trust=trust)
     if wanted:
         ex.check_subjects(study, wanted)
     stored = find_stored_cv(study.model_dir)
+    val, why = None, None
     if stored is not None:
+        # a stored cross-validation is shown only when it is of this model's specification
         val = load_stored_cv(stored, risk_groups=risk_groups)
-        check_stored_cv(val, study.meta, len(study.dataset.y), int(study.dataset.y["event"].sum()))
-    else:
+        spec = spec_fingerprint(study.estimator, study.meta.get("schema") or {}, study.meta.get("settings") or {})
+        why = stored_cv_mismatch(val, spec, len(study.dataset.y), int(study.dataset.y["event"].sum()))
+        if why is not None:
+            log.warning("%s; cross-validating the saved model's specification instead", why)
+            val = None
+    if val is None:
         log.info("cross-validating the model specification (%d x %d folds)", cv_repeats, cv_folds)
         val = compute_cv(study.estimator, study.dataset.X, study.dataset.y, n_splits=cv_folds, n_repeats=cv_repeats,
-                         risk_groups=risk_groups, random_state=seed, n_jobs=n_jobs)
+                         risk_groups=risk_groups, random_state=seed, n_jobs=n_jobs, why=why)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     info = {"created": created, "facefeat_version": __version__,
             "command": command if command is not None else " ".join(sys.argv)}
@@ -139,8 +147,8 @@ def build_report(
         sec.cohort_section(study),
         sec.features_section(study),
         sec.validation_section(study, val),
-        sec.km_section(val),
-        sec.calibration_section(val),
+        sec.km_section(val, sec.time_unit(study)),
+        sec.calibration_section(val, sec.time_unit(study)),
         explain.edits,
         explain.regions,
         sec.provenance_section(study, val, info),

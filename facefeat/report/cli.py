@@ -52,7 +52,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 def add_commands(subparsers: Any) -> None:
     """Register ``report``."""
-    from facefeat.cli import accept_negative_values
+    from facefeat.cli import accept_negative_values, add_trust_option
 
     p = subparsers.add_parser(
         "report", help="write the study report (one self-contained HTML file)",
@@ -62,6 +62,7 @@ def add_commands(subparsers: Any) -> None:
     accept_negative_values(p)
     p.add_argument("run_dir", metavar="RUN_DIR", help="output folder of 'facefeat extract'")
     p.add_argument("model_dir", metavar="MODEL_DIR", help="output folder of 'facefeat fit'")
+    add_trust_option(p)
     p.add_argument("-o", "--out", required=True, metavar="HTML", help="report file to write (e.g. report.html)")
     p.add_argument("--clinical", metavar="CSV", help="clinical table (default: the one recorded in MODEL_DIR/model.json)")
     p.add_argument("--subjects", metavar="P1,P2", help="subjects to edit (default: 3 of low, middle, high out-of-fold risk)")
@@ -93,12 +94,16 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} must be 1 or more, not {getattr(args, name)}")
     if args.cv_folds < 2:
         raise ConfigError(f"--cv-folds must be 2 or more, not {args.cv_folds}")
+    from facefeat.devices import check_device
+
+    device = check_device(args.device)
     out = write_report(
         args.run_dir, args.model_dir, args.out, clinical=args.clinical, subjects=args.subjects,
         edit_steps=args.edit_steps, generator=args.generator, n_edit_subjects=args.edit_subjects,
         n_region_subjects=args.region_subjects,
         cv_folds=args.cv_folds, cv_repeats=args.cv_repeats, risk_groups=args.risk_groups, seed=args.seed,
-        n_jobs=args.jobs, device=args.device, title=args.title, sep=args.sep,
+        trust=args.trust,
+        n_jobs=args.jobs, device=device, title=args.title, sep=args.sep,
         command=command_line(args),
     )
     print(f"report written to {out}")

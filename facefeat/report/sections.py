@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from facefeat.io.hashing import sha256_bytes, sha256_file
+from facefeat.io.jsonsafe import dumps_json
 from facefeat.report import html as h
 from facefeat.report.figures import plot_png
 from facefeat.report.study import Study
@@ -25,23 +26,15 @@ MAX_LISTED_FAILURES = 50
 # -- cohort ----------------------------------------------------------------------------------------
 
 def image_status(study: Study) -> pd.DataFrame:
-    """One row per image of the run: image_id, subject_id, and its status in every table the
-    model uses (``ok`` only where every one says ok, else the first non-ok status)."""
-    merged = None
+    """One row per image of the run: image_id, subject_id, and its status across the tables the
+    model uses, by the one rule of :func:`facefeat.io.features.combine_status` (``ok`` only where
+    every table says ok, else the first non-ok status in extractor order)."""
+    from facefeat.io.tables import read_features
+
     tables = study.model_tables
-    for t in tables:
-        k = t.keys[["image_id", "subject_id", "status"]].rename(columns={"status": f"status__{t.name}"})
-        merged = k if merged is None else merged.merge(k, on=["image_id", "subject_id"], how="outer")
-    cols = [f"status__{t.name}" for t in tables]
-
-    def overall(row):
-        for c in cols:
-            if row[c] != "ok":
-                return row[c] if isinstance(row[c], str) else "missing"
-        return "ok"
-
-    merged["status"] = merged.apply(overall, axis=1) if len(merged) else pd.Series(dtype=str)
-    return merged
+    df = read_features([t.path for t in tables], flatten=False, include_failed=True)
+    cols = ["image_id", "subject_id", "status"] + [c for c in df.columns if c.startswith("status__")]
+    return df[cols]
 
 
 def cohort_section(study: Study) -> h.Section:
@@ -120,15 +113,11 @@ def _photos_per_subject(images: pd.DataFrame, analysed: list[str]) -> str:
 
 
 def _errors(study: Study) -> dict[str, str]:
-    import pyarrow.parquet as pq
+    """Error messages per image across the model's tables (``"<table>: <message>; ..."``)."""
+    from facefeat.io.tables import read_features
 
-    out: dict[str, str] = {}
-    for t in study.tables:
-        tab = pq.read_table(t.path, columns=["image_id", "error"]).to_pandas()
-        for i, e in zip(tab["image_id"], tab["error"]):
-            if isinstance(e, str) and e:
-                out[i] = f"{out[i]}; {t.name}: {e}" if i in out else f"{t.name}: {e}"
-    return out
+    df = read_features([t.path for t in study.model_tables], flatten=False, include_failed=True)
+    return {i: e for i, e in zip(df["image_id"], df["error"]) if isinstance(e, str) and e}
 
 
 # -- features --------------------------------------------------------------------------------------
@@ -216,7 +205,8 @@ def validation_section(study: Study, val: Validation) -> h.Section:
     if len(val.auc) and {"time", "auc"} <= set(val.auc.columns):
         from facefeat.survival.plots import plot_td_auc
 
-        png, _ = plot_png(plot_td_auc, val.auc, title="Time-dependent AUC over CV folds")
+        png, _ = plot_png(plot_td_auc, val.auc, title="Time-dependent AUC over CV folds",
+                          time_unit=time_unit(study))
         body.append(h.image(png, alt="time-dependent AUC", caption="Cumulative/dynamic AUC at each evaluation time: "
                             "mean and 2.5-97.5 % of the folds.", width=600))
     if val.notes:
@@ -239,42 +229,51 @@ def _apparent_c(study: Study) -> float | None:
     return c if math.isfinite(c) else None
 
 
-def km_section(val: Validation) -> h.Section:
+def time_unit(study: Study) -> str | None:
+    """The unit of follow-up time recorded with the model (``--time-unit``), or None."""
+    return ((study.meta or {}).get("settings") or {}).get("time_unit")
+
+
+def km_section(val: Validation, unit: str | None = None) -> h.Section:
     from facefeat.survival.plots import plot_km_by_risk_group
 
     oof = val.oof
     png, p = plot_png(plot_km_by_risk_group, oof["time"].to_numpy(float), oof["event"].to_numpy(bool),
-                      oof["risk_group"].to_numpy(int), title="Kaplan-Meier by out-of-fold risk group")
+                      oof["risk_group"].to_numpy(int), title="Kaplan-Meier by out-of-fold risk group", time_unit=unit)
     body = [h.para(f"Risk groups: {val.group_rule}. Each subject's risk comes from a model fitted without that "
                    "subject, so the separation of the curves is an honest estimate (the saved model's own "
                    "predictions on its training subjects would overstate it)."),
             '<div class="figures">',
             h.image(png, alt="Kaplan-Meier curves by risk group",
-                    caption=f"Kaplan-Meier curves with 95 % log-log bands; log-rank p = {p:.3g}.", width=560),
-            h.table(group_table(oof), caption=f"Risk groups (log-rank p = {p:.3g})"),
+                    caption=f"Kaplan-Meier curves with 95 % log-log bands and the number at risk; log-rank p = "
+                            f"{p:.3g}.", width=560),
+            h.table(group_table(oof, unit=unit), caption=f"Risk groups (log-rank p = {p:.3g})"),
             "</div>"]
     return h.Section("km", "Survival by risk group", "".join(body))
 
 
-def calibration_section(val: Validation) -> h.Section:
-    from facefeat.survival.plots import plot_calibration
+def calibration_section(val: Validation, unit: str | None = None) -> h.Section:
+    from facefeat.survival.plots import calibration_groups_phrase, format_time, plot_calibration
 
     if not val.calibration:
         why = ("the model gives no survival function (predicted survival probabilities), only a risk score"
                if val.computed else "the stored cross-validation holds no calibration tables")
         return h.Section("calibration", "Calibration", h.note(f"Calibration is not shown: {why}.", kind="absent"))
-    png, _ = plot_png(plot_calibration, val.calibration, title="Calibration (out-of-fold, first CV repeat)")
-    body = [h.para("Mean predicted survival against the Kaplan-Meier estimate, per decile of predicted survival, at "
-                   "the quartiles of the event times; out-of-fold predictions pooled over the test folds of the first "
-                   "CV repeat. Points on the diagonal are well calibrated."),
+    n_groups = max(len(df) for df in val.calibration.values())
+    groups = calibration_groups_phrase(n_groups)
+    png, _ = plot_png(plot_calibration, val.calibration, title=f"Calibration (out-of-fold): {groups}", time_unit=unit)
+    body = [h.para(f"Mean predicted survival against the Kaplan-Meier estimate in {groups} (fewer groups than 10 "
+                   "when there are fewer than 50 subjects: at least 5 per group), at the quartiles of the event times; "
+                   "out-of-fold predictions pooled over the test folds of the first CV repeat. Points on the "
+                   "diagonal are well calibrated."),
             h.image(png, alt="calibration plot", width=560)]
     tables = "".join(
         h.table(df, ["group", "n", "events", "predicted", "observed", "observed_low", "observed_high"],
-                headers={"group": "decile", "predicted": "mean predicted", "observed": "observed (KM)",
-                         "observed_low": "KM 95 % low", "observed_high": "KM 95 % high"},
-                caption=f"t = {h.fmt_number(t, 2)}")
+                headers={"group": "group (1 = lowest predicted survival)", "predicted": "mean predicted",
+                         "observed": "observed (KM)", "observed_low": "KM 95 % low", "observed_high": "KM 95 % high"},
+                caption=f"t = {format_time(t, unit)}")
         for t, df in val.calibration.items())
-    body.append(h.details(f"Calibration tables ({len(val.calibration)} times, deciles of predicted survival)",
+    body.append(h.details(f"Calibration tables ({len(val.calibration)} times, {groups})",
                           '<div class="figures">' + tables + "</div>"))
     return h.Section("calibration", "Calibration", "".join(body))
 
@@ -284,7 +283,7 @@ def calibration_section(val: Validation) -> h.Section:
 def settings_fingerprint(meta: dict) -> str:
     """sha256 of the model's estimator, parameters, feature schema and data settings (canonical JSON)."""
     payload = {k: meta.get(k) for k in ("estimator", "params", "schema", "settings")}
-    return sha256_bytes(json.dumps(payload, sort_keys=True, default=str).encode())
+    return sha256_bytes(dumps_json(payload, sort_keys=True).encode())
 
 
 def provenance_section(study: Study, val: Validation, report_info: dict[str, Any]) -> h.Section:
@@ -298,7 +297,7 @@ def provenance_section(study: Study, val: Validation, report_info: dict[str, Any
     recorded = ((prov.get("sources") or {}).get("clinical") or {})
     rec_sha = recorded.get("sha256") if isinstance(recorded, dict) else None
     body.append(h.kv_table([
-        ("model.joblib sha256", meta.get("model_sha256")), ("settings fingerprint (sha256)", settings_fingerprint(meta)),
+        ("model file sha256", meta.get("model_sha256")), ("settings fingerprint (sha256)", settings_fingerprint(meta)),
         ("estimator", meta.get("estimator")), ("created", prov.get("created")),
         ("command line", " ".join(map(str, prov.get("argv") or []))),
         ("library versions", ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items())),
@@ -320,13 +319,12 @@ def provenance_section(study: Study, val: Validation, report_info: dict[str, Any
             ("extractor", f"{ext.get('name')} {ext.get('version')} from {ext.get('distribution') or ext.get('plugin')} "
                           f"{ext.get('distribution_version', '')}"),
             ("facefeat / created", f"{p.get('facefeat_version')} / {p.get('created')}"),
-            ("config", json.dumps(ext.get("config", {}), sort_keys=True, default=str)),
-            ("config fingerprint (sha256)", sha256_bytes(json.dumps(ext.get("config", {}), sort_keys=True,
-                                                                     default=str).encode())),
+            ("config", dumps_json(ext.get("config", {}), sort_keys=True)),
+            ("config fingerprint (sha256)", sha256_bytes(dumps_json(ext.get("config", {}), sort_keys=True).encode())),
             ("input", f"{inp.get('source')} (manifest sha256 {inp.get('manifest_sha256')}, {inp.get('n_images')} "
                       f"images, {len(inp.get('duplicates') or [])} exact duplicates skipped)"),
-            ("preprocessing", json.dumps({k: v for k, v in (p.get("preprocessing") or {}).items()
-                                          if k != "models_sha256"}, sort_keys=True, default=str)),
+            ("preprocessing", dumps_json({k: v for k, v in (p.get("preprocessing") or {}).items()
+                                           if k != "models_sha256"}, sort_keys=True)),
         ]
         rows += [(f"model file {label} sha256", digest) for label, digest in models.items()]
         if p.get("environment"):

@@ -1,7 +1,7 @@
 """Loading a study for the report: the extraction run, the fitted model and the clinical table.
 
 A *study* is what ``facefeat extract`` wrote (``RUN_DIR``: one Parquet table per extractor
-with provenance), what ``facefeat fit`` wrote (``MODEL_DIR``: ``model.joblib`` and
+with provenance), what ``facefeat fit`` wrote (``MODEL_DIR``: ``model.skops`` and
 ``model.json``) and the clinical table the model was fitted on (recorded in ``model.json``;
 another one can be given). :func:`load_study` checks that they fit together and raises a
 :class:`~facefeat.errors.FacefeatError` subclass naming the file, the field and the fix when
@@ -80,18 +80,19 @@ def inspect_run(run_dir: str | Path) -> list[dict]:
     InputError
         No such folder, or no feature table in it.
     """
+    from facefeat.io.jsonsafe import to_jsonable
     from facefeat.io.tables import summarize_tables
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"RUN_DIR {run_dir} is not a folder; pass the --out folder of 'facefeat extract'")
-    # JSON round trip: the same plain values 'facefeat inspect --json' prints
-    return json.loads(json.dumps(summarize_tables(run_dir), default=str))
+    # the same plain values 'facefeat inspect --json' prints
+    return to_jsonable(summarize_tables(run_dir))
 
 
 def read_run(run_dir: str | Path) -> list[RunTable]:
     """The run's tables with their status counts, columns, provenance and key columns."""
-    import pyarrow.parquet as pq
+    from facefeat.io.tables import read_table
 
     out = []
     for rep in inspect_run(run_dir):
@@ -101,7 +102,7 @@ def read_run(run_dir: str | Path) -> list[RunTable]:
         if missing:
             raise InputError(f"{path} lacks the key column(s) {missing} of a facefeat feature table; "
                              "RUN_DIR must hold only tables written by 'facefeat extract'")
-        keys = pq.read_table(path, columns=["image_id", "subject_id", "status"]).to_pandas()
+        keys = read_table(path, columns=["image_id", "subject_id", "status"]).to_pandas()
         out.append(RunTable(path.stem, path, int(rep["rows"]), dict(rep["status_counts"]), rep["columns"],
                             rep.get("provenance") or {}, keys))
     return out
@@ -135,7 +136,7 @@ def check_clinical_columns(path: Path, columns: list[str], settings: dict) -> No
 
 
 def load_study(run_dir: str | Path, model_dir: str | Path, *, clinical: str | Path | None = None,
-               sep: str | None = None, decimal: str | None = None) -> Study:
+               sep: str | None = None, decimal: str | None = None, trust: bool = False) -> Study:
     """Read and cross-check a run folder, a model folder and the clinical table.
 
     Parameters
@@ -147,6 +148,8 @@ def load_study(run_dir: str | Path, model_dir: str | Path, *, clinical: str | Pa
     clinical : path, optional
         Clinical table (id, time, event and the model's covariates). Default: the one recorded
         in ``model.json``.
+    trust : bool, default False
+        Allow an old pickle model file (see :func:`facefeat.survival.persist.load_model`).
     sep, decimal : str, optional
         CSV parsing, as for ``facefeat fit``.
 
@@ -168,7 +171,7 @@ def load_study(run_dir: str | Path, model_dir: str | Path, *, clinical: str | Pa
     tables = read_run(run_dir)
     if not model_dir.is_dir():
         raise ModelError(f"MODEL_DIR {model_dir} is not a folder; pass the --out folder of 'facefeat fit'")
-    estimator, meta = load_model(model_dir)
+    estimator, meta = load_model(model_dir, trust=trust)
     if not isinstance(meta.get("schema"), dict) or not isinstance(meta.get("settings"), dict):
         raise ModelError(f"{model_dir / 'model.json'} has no 'schema' and 'settings'; refit the model with 'facefeat fit'")
     settings = meta["settings"]

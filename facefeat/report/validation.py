@@ -102,27 +102,36 @@ def load_stored_cv(cv_dir: str | Path, *, risk_groups: int = 3) -> Validation:
               f"{data.get('model')}, {data.get('fusion')} fusion)")
     return Validation(summary, oof, calibration, pd.DataFrame(data.get("auc") or []), settings, source, False, rule,
                       list(dict.fromkeys(data.get("notes") or [])),
-                      stored={"model": data.get("model"), "fusion": data.get("fusion")})
+                      stored={"model": data.get("model"), "fusion": data.get("fusion"),
+                              "spec_sha256": data.get("spec_sha256"), "dir": str(cv_dir)})
 
 
-def check_stored_cv(val: Validation, meta: dict, n_subjects: int, n_events: int) -> None:
-    """Warn (visibly) when a stored CV does not describe the saved model on these subjects."""
-    params = meta.get("params") or {}
-    model = params.get("model")
-    model = model if isinstance(model, str) else None
-    for key, saved in (("model", model), ("fusion", params.get("fusion"))):
-        got = val.stored.get(key)
-        if saved and got and got != saved:
-            val.warnings.append(f"the stored cross-validation is of {key} {got!r}, the saved model's is {saved!r}: "
-                                "re-run 'facefeat evaluate' with the options of 'facefeat fit'")
+def stored_cv_mismatch(val: Validation, spec_sha256: str, n_subjects: int, n_events: int) -> str | None:
+    """Why a stored cross-validation does not describe the saved model on these subjects, or None.
+
+    It describes it only when its specification fingerprint (``spec_sha256`` in results.json,
+    :func:`facefeat.survival.persist.spec_fingerprint`) equals the model's and it was run on as
+    many subjects and events.
+    """
+    where = val.stored.get("dir")
+    got = val.stored.get("spec_sha256")
+    if not got:
+        return (f"the cross-validation stored in {where} records no model specification (written by an older "
+                "facefeat), so it cannot be matched to the saved model")
+    if got != spec_sha256:
+        return (f"the cross-validation stored in {where} is of another model specification (model "
+                f"{val.stored.get('model')!r}, {val.stored.get('fusion')} fusion; specification sha256 {got[:12]} "
+                f"against the saved model's {spec_sha256[:12]}): 'facefeat evaluate' was run with other options "
+                "than 'facefeat fit'")
     n, ev = val.settings.get("n"), val.settings.get("events")
     if n is not None and (int(n) != n_subjects or (ev is not None and int(ev) != n_events)):
-        val.warnings.append(f"the stored cross-validation has {n} subjects and {ev} events, this study {n_subjects} "
-                            f"and {n_events}: it was run on other data")
+        return (f"the cross-validation stored in {where} has {n} subjects and {ev} events, this study {n_subjects} "
+                f"and {n_events}: it was run on other data")
+    return None
 
 
 def compute_cv(estimator: Any, X: Any, y: Any, *, n_splits: int = 5, n_repeats: int = 5, risk_groups: int = 3,
-               random_state: int = 0, n_jobs: int = 1) -> Validation:
+               random_state: int = 0, n_jobs: int = 1, why: str | None = None) -> Validation:
     """Cross-validate a copy of the saved model's specification (refitted inside every fold)."""
     from sklearn.base import clone
 
@@ -150,18 +159,25 @@ def compute_cv(estimator: Any, X: Any, y: Any, *, n_splits: int = 5, n_repeats: 
     source = (f"computed now: {n_repeats} x {n_splits_used}-fold cross-validation (stratified on the event, seed "
               f"{random_state}) of the saved model's specification ({type(estimator).__name__} with the same "
               "parameters), refitted inside every training fold by facefeat.survival.cross_validate; "
-              "MODEL_DIR holds no stored cross-validation")
+              + (f"not the stored one: {why}" if why else "MODEL_DIR holds no stored cross-validation"))
     rule = (f"{risk_groups} groups by the quantiles (tertiles for 3) of each training fold's risk, applied to its "
             "test fold (first CV repeat); no subject is grouped by a model that saw it")
-    return Validation(res.summary, res.oof, res.calibration, res.auc, res.settings, source, True, rule, notes)
+    val = Validation(res.summary, res.oof, res.calibration, res.auc, res.settings, source, True, rule, notes)
+    if why:
+        val.warnings.append(f"the stored cross-validation was not used: {why}; the figures below were computed now")
+    return val
 
 
-def group_table(oof: pd.DataFrame) -> list[dict]:
-    """Per risk group: subjects, events, median follow-up and Kaplan-Meier median survival."""
+def group_table(oof: pd.DataFrame, *, unit: str | None = None) -> list[dict]:
+    """Per risk group: subjects, events, mean risk and Kaplan-Meier median survival (in ``unit``)."""
     from sksurv.nonparametric import kaplan_meier_estimator
+
+    from facefeat.survival.plots import risk_group_names
 
     rows = []
     groups = sorted(oof["risk_group"].unique())
+    names = risk_group_names(groups)
+    median_col = f"median survival (KM, {unit})" if unit else "median survival (KM)"
     for g in groups:
         d = oof[oof["risk_group"] == g]
         e, t = d["event"].to_numpy(bool), d["time"].to_numpy(float)
@@ -170,8 +186,7 @@ def group_table(oof: pd.DataFrame) -> list[dict]:
             x, s = kaplan_meier_estimator(e, t)
             below = np.flatnonzero(s <= 0.5)
             median = float(x[below[0]]) if len(below) else math.nan
-        label = "low" if g == groups[0] else "high" if g == groups[-1] else "intermediate"
-        rows.append({"risk group": f"{int(g)} ({label})", "subjects": int(len(d)), "events": int(e.sum()),
+        rows.append({"risk group": names[int(g)], "subjects": int(len(d)), "events": int(e.sum()),
                      "mean out-of-fold risk": float(d["risk"].mean()),
-                     "median survival (KM)": median if math.isfinite(median) else "not reached"})
+                     median_col: median if math.isfinite(median) else "not reached"})
     return rows

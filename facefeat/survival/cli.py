@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
+
+from facefeat.io.jsonsafe import to_jsonable
 
 log = logging.getLogger("facefeat.survival")
 
@@ -24,7 +25,7 @@ examples:
   facefeat fit --features runs/r1 --clinical clinical.csv --covariates none --model deepsurv \\
       --param hidden_layers=[64] --param dropout=0.3 --out models/faces_only
 
-writes MODEL_DIR/model.joblib, model.json (feature schema, settings, provenance) and
+writes MODEL_DIR/model.skops, model.json (feature schema, settings, provenance) and
 fit_report.json / fit_report.md (what was dropped or imputed, fusion weights, coefficients).
 """
 
@@ -66,6 +67,8 @@ def _data_args(p: argparse.ArgumentParser, *, target: bool = True) -> None:
     if target:
         g.add_argument("--time", help="follow-up time column (default time, or the model's)")
         g.add_argument("--event", help="event column, 0/1 or True/False (default event, or the model's)")
+        g.add_argument("--time-unit", help="unit of the time column (days, months, years), shown on every plot and "
+                                           "table; recorded with the model")
     g.add_argument("--covariates", help="comma-separated clinical covariates; default all other columns; 'none' for faces only")
     g.add_argument("--categorical", help="comma-separated covariates to one-hot encode (text columns always are)")
     g.add_argument("--aggregate", choices=("mean", "first", "most_recent"), default="mean",
@@ -93,13 +96,23 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
+def _robustness_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("feature robustness")
+    g.add_argument("--robustness", metavar="TABLE", help="robustness table or folder from 'facefeat robustness': keep "
+                   "only image features (embedding dimensions one by one) whose ICC reaches --min-icc")
+    g.add_argument("--min-icc", type=float, metavar="X", help="ICC threshold with --robustness (usual: 0.75 or 0.9); a saved model (--model-dir) re-applies its own filter")
+
+
 def add_commands(subparsers: Any) -> None:
     """Register ``fit``, ``evaluate`` and ``predict``."""
+    from facefeat.cli import add_trust_option
+
     fmt = argparse.RawDescriptionHelpFormatter
     p = subparsers.add_parser("fit", help="fit a survival model on features and clinical data",
                               description="Fit a survival model and save it with its schema and provenance.",
                               formatter_class=fmt, epilog=FIT_EPILOG)
     _data_args(p)
+    _robustness_args(p)
     _model_args(p)
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory for the model and its report")
     p.set_defaults(func=cmd_fit)
@@ -109,9 +122,11 @@ def add_commands(subparsers: Any) -> None:
                                           "nested tuning) or, with --model-dir, evaluate a saved model on new subjects.",
                               formatter_class=fmt, epilog=EVAL_EPILOG)
     _data_args(p)
+    _robustness_args(p)
     _model_args(p)
     g = p.add_argument_group("evaluation")
     g.add_argument("--model-dir", help="evaluate this saved model on the given data instead of cross-validating")
+    add_trust_option(g)
     g.add_argument("--folds", type=int, default=5, help="CV folds (default 5)")
     g.add_argument("--repeats", type=int, default=5, help="CV repeats (default 5)")
     g.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
@@ -133,6 +148,7 @@ def add_commands(subparsers: Any) -> None:
                               formatter_class=fmt, epilog=PREDICT_EPILOG)
     _data_args(p, target=False)
     p.add_argument("--model-dir", required=True, help="directory written by 'facefeat fit'")
+    add_trust_option(p)
     p.add_argument("--times", help="comma-separated times for survival probabilities")
     p.add_argument("--out", required=True, metavar="FILE", help="output CSV or Parquet")
     p.set_defaults(func=cmd_predict)
@@ -176,6 +192,7 @@ def _data_settings(args: argparse.Namespace) -> dict[str, Any]:
         "event": getattr(args, "event", None) or "event",
         "covariates": args.covariates, "categorical": args.categorical, "aggregate": args.aggregate,
         "image_order": args.image_order, "block_per_extractor": args.block_per_extractor,
+        "time_unit": getattr(args, "time_unit", None),
     }
 
 
@@ -188,6 +205,7 @@ def _load(args: argparse.Namespace, *, require_target: bool = True):
         time=s["time"] or "time", event=s["event"] or "event", covariates=s["covariates"], categorical=s["categorical"],
         aggregate=s["aggregate"], image_order=s["image_order"], unmatched=args.unmatched,
         block_per_extractor=s["block_per_extractor"], sep=args.sep, decimal=args.decimal, require_target=require_target,
+        robustness=getattr(args, "robustness", None), min_icc=getattr(args, "min_icc", None),
     )
 
 
@@ -224,31 +242,10 @@ def build_estimator(args: argparse.Namespace, ds: Any):
                              combiner=args.combiner, weights=weights, random_state=args.seed)
 
 
-def _clean(v: Any) -> Any:
-    import numpy as np
-
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _clean(v.tolist())
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if v is None or isinstance(v, (str, int, bool)):
-        return v
-    return repr(v)
-
-
 def _write_results(out: Path, data: dict, markdown: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(_clean(data), indent=2))
-    (out / "results.md").write_text(markdown)
+    from facefeat.survival.results import write_results
+
+    write_results(out, data, markdown)
 
 
 def _saved_model_data(args: argparse.Namespace, meta: dict, *, require_target: bool):
@@ -298,7 +295,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         except Exception:  # models without coefficients
             pass
     md.append("\n## Data handling\n\n" + ds.report.to_markdown())
-    (out / "fit_report.json").write_text(json.dumps(_clean(info), indent=2))
+    (out / "fit_report.json").write_text(json.dumps(to_jsonable(info), indent=2))
     (out / "fit_report.md").write_text("".join(md))
     print(f"fitted {args.model} ({args.fusion} fusion) on {info['n']} subjects, {info['events']} events; "
           f"apparent C-index {c:.3f}; model saved to {out}")
@@ -338,18 +335,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                          inner_cv=args.inner_folds, scoring=args.scoring, times=times, tau=args.tau,
                          calibration_times=cal_times, risk_groups=args.risk_groups, random_state=args.seed,
                          n_jobs=args.jobs)
+    unit = args.time_unit
     p = plots.plot_km_by_risk_group(res.oof["time"], res.oof["event"], res.oof["risk_group"], out / "km_risk_groups.png",
-                                    title="Out-of-fold risk groups (first CV repeat)")
-    plots.plot_td_auc(res.auc, out / "td_auc.png")
+                                    title="Out-of-fold risk groups (first CV repeat)", time_unit=unit)
+    plots.plot_td_auc(res.auc, out / "td_auc.png", time_unit=unit)
     if res.calibration:
-        plots.plot_calibration(res.calibration, out / "calibration.png")
-    res.oof.to_csv(out / "oof_predictions.csv", index=False)
-    data = {"mode": "cross-validation", "model": args.model, "fusion": args.fusion, "logrank_p_oof": p,
-            **res.to_dict(), "data_report": ds.report.to_list()}
-    md = (f"# Cross-validation: {args.model}, {args.fusion} fusion\n\n" + res.to_markdown()
-          + f"\nLog-rank p between out-of-fold risk groups (first repeat): {p:.3g}\n\n## Data handling\n\n"
-          + ds.report.to_markdown())
-    _write_results(out, data, md)
+        plots.plot_calibration(res.calibration, out / "calibration.png", time_unit=unit)
+    from facefeat.survival.dataset import dataset_schema
+    from facefeat.survival.persist import spec_fingerprint
+    from facefeat.survival.results import write_cv_results
+
+    # nested tuning makes it another specification than any one fitted model
+    spec = spec_fingerprint(est, dataset_schema(ds), {**_data_settings(args), **({"param_grid": grid} if grid else {})})
+    write_cv_results(out, res, model=args.model, fusion=args.fusion, spec_sha256=spec,
+                     title=f"Cross-validation: {args.model}, {args.fusion} fusion",
+                     extra={"logrank_p_oof": p, "data_report": ds.report.to_list()},
+                     extra_markdown=f"\nLog-rank p between out-of-fold risk groups (first repeat): {p:.3g}\n\n"
+                                    "## Data handling\n\n" + ds.report.to_markdown())
     s = res.summary.set_index("metric")["mean"]
     print(f"{args.repeats}x{args.folds}-fold CV: C-index {s['c_index']:.3f}, Uno's C {s['uno_c']:.3f}, "
           f"IBS {s['ibs']:.3f}; results in {out}")
@@ -363,17 +365,18 @@ def _evaluate_saved(args, out: Path, times, cal_times) -> int:
     from facefeat.survival.metrics import assign_risk_groups, evaluate
     from facefeat.survival.persist import load_model
 
-    est, meta = load_model(args.model_dir)
+    est, meta = load_model(args.model_dir, trust=args.trust)
     ds = _saved_model_data(args, meta, require_target=True)
     res = evaluate(est, ds.X, ds.y, times=times, tau=args.tau, calibration_times=cal_times,
                    n_bootstrap=args.bootstrap, random_state=args.seed)
     cut = np.asarray(meta["settings"].get("risk_cutoffs") or [np.median(res.risk)])
     group = assign_risk_groups(res.risk, cut)
+    unit = (meta.get("settings") or {}).get("time_unit")
     p = plots.plot_km_by_risk_group(ds.y["time"], ds.y["event"], group, out / "km_risk_groups.png",
-                                    title="Held-out subjects by training risk cut-off")
-    plots.plot_td_auc(res.auc_curve, out / "td_auc.png")
+                                    title="Held-out subjects by training risk cut-off", time_unit=unit)
+    plots.plot_td_auc(res.auc_curve, out / "td_auc.png", time_unit=unit)
     if res.calibration:
-        plots.plot_calibration(res.calibration, out / "calibration.png")
+        plots.plot_calibration(res.calibration, out / "calibration.png", time_unit=unit)
     data = {"mode": "held-out", "model_dir": str(args.model_dir), "logrank_p": p, **res.to_dict(),
             "data_report": ds.report.to_list()}
     md = (f"# Held-out evaluation of {args.model_dir}\n\n" + res.to_markdown()
@@ -391,7 +394,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from facefeat.survival.metrics import assign_risk_groups, survival_at
     from facefeat.survival.persist import load_model
 
-    est, meta = load_model(args.model_dir)
+    est, meta = load_model(args.model_dir, trust=args.trust)
     settings = dict(meta["settings"])
     ds = _saved_model_data(args, meta, require_target=False)
     risk = est.predict(ds.X)

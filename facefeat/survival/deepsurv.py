@@ -317,8 +317,21 @@ class DeepSurv(BreslowPredictMixin, BaseEstimator):
         return self._forward((X - self.mean_) / self.scale_)
 
     def __getstate__(self):
-        # keep pickles (joblib model files) loadable on machines without the training device
+        # The network is stored as its architecture (the constructor parameters above) plus a
+        # state dict of NumPy arrays: model files then hold no torch objects (safe, data-only
+        # model files, see facefeat.survival.persist) and load on machines without the device.
         state = self.__dict__.copy()
         if "net_" in state:
-            state["net_"] = copy.deepcopy(state["net_"]).cpu()
+            state["net_"] = {k: v.detach().cpu().numpy().copy() for k, v in state["net_"].state_dict().items()}
         return state
+
+    def __setstate__(self, state):
+        net = state.get("net_")
+        self.__dict__.update(state)
+        if isinstance(net, dict):
+            import torch
+
+            module = self._build(int(state["n_features_in_"])).to(dtype=torch.float32)
+            module.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in net.items()}, strict=True)
+            module.eval()
+            self.net_ = module

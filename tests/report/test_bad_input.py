@@ -36,7 +36,7 @@ def test_model_dir_missing(study, tmp_path):
 def test_model_file_tampered(study, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(study["model"], model)
-    (model / "model.joblib").write_bytes((model / "model.joblib").read_bytes() + b"x")
+    (model / "model.skops").write_bytes((model / "model.skops").read_bytes() + b"x")
     with pytest.raises(ModelError, match=r"does not match the sha256"):
         build_report(study["run"], model)
 

@@ -172,7 +172,7 @@ def test_provenance_lists_hashes_versions_and_commands(report, study):
     from facefeat.io.hashing import sha256_file
 
     s = _section_text(report[0], "provenance")
-    assert sha256_file(study["model"] / "model.joblib") in s
+    assert sha256_file(study["model"] / "model.skops") in s
     assert sha256_file(study["run"] / "stylegan2.parquet") in s
     assert sha256_file(study["clinical"]) in s
     assert "settings fingerprint" in s and re.search(r"[0-9a-f]{64}", s)

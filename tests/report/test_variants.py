@@ -101,7 +101,13 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert len(np.unique(img.reshape(-1, 3)[::97], axis=0)) > 50  # embedded images decoded
 
 
-def test_stored_cross_validation_of_another_model_is_flagged(tmp_path, study):
+@pytest.mark.parametrize("spec, why", [
+    (None, "records no model specification"),
+    ("0" * 64, "is of another model specification (model &#x27;rsf&#x27;, early fusion; specification sha256 000000000000"),
+])
+def test_stored_cross_validation_of_another_model_is_not_shown(tmp_path, study, spec, why):
+    """A stored CV is used only when its specification fingerprint is the saved model's; otherwise the
+    report cross-validates the model now and says why (it used to show the stored figures under a warning)."""
     import json
 
     model = tmp_path / "model"
@@ -109,18 +115,17 @@ def test_stored_cross_validation_of_another_model_is_flagged(tmp_path, study):
     cv = model / "cv"
     cv.mkdir()
     (cv / "results.json").write_text(json.dumps({
-        "mode": "cross-validation", "model": "rsf", "fusion": "early",
+        "mode": "cross-validation", "model": "rsf", "fusion": "early", **({"spec_sha256": spec} if spec else {}),
         "summary": [{"metric": "c_index", "mean": 0.6, "sd": 0.05, "ci_low": 0.5, "ci_high": 0.7, "p2.5": 0.52,
                      "p97.5": 0.68, "folds": 3}],
         "settings": {"n": 40, "events": 20, "n_splits": 3, "n_repeats": 1, "risk_groups": 2}, "calibration": {}}))
     (cv / "oof_predictions.csv").write_text("id,time,event,risk,risk_group\n"
                                             + "".join(f"P{i:03d},{i + 1},{i % 2},{i / 10},1\n" for i in range(40)))
-    text = build_report(study["run"], model, n_region_subjects=1, n_edit_subjects=1)
+    text = build_report(study["run"], model, n_region_subjects=1, n_edit_subjects=1, cv_repeats=1)
     val = _section(text, "validation")
-    assert "stored: read from" in val
-    assert val.count('class="note warning"') == 2
-    assert "of model &#x27;rsf&#x27;" in val and "40 subjects and 20 events" in val
-    assert "holds no calibration tables" in _section(text, "calibration")  # nothing stored, said so
+    assert "stored: read from" not in val and "computed now" in val
+    assert val.count('class="note warning"') == 1 and "was not used" in val and why in val
+    assert "0.600" not in val  # the stored figures are not shown
 
 
 @pytest.mark.slow
@@ -143,6 +148,13 @@ def test_report_of_a_simulated_study(tmp_path):
     assert _section(text, "edits").count("data:image/png;base64,") == 2
     assert "generator.safetensors" in _section(text, "edits")  # the generator recorded by simulate
     assert "http://" not in text and "https://" not in text
+    # one CV specification: the report shows simulate's own cross-validation (it recomputed a 5x5 one before)
+    import json
+
+    summary = json.loads((sim / "summary.json").read_text())
+    val = _section(text, "validation")
+    assert "stored: read from" in val and "1 x 3-fold" in val
+    assert f"{summary['recovered']['c_index']:.3f}" in val
 
 
 @pytest.mark.slow

@@ -76,7 +76,7 @@ def test_tampered_model_file_is_refused(tmp_path, gbsg2_split_files, capsys):
     clin, run, _ = gbsg2_split_files
     model = tmp_path / "model"
     main(["fit", "--features", str(run), "--clinical", str(clin), "--out", str(model)])
-    with open(model / "model.joblib", "ab") as fh:
+    with open(model / "model.skops", "ab") as fh:
         fh.write(b"x")
     assert main(["predict", "--model-dir", str(model), "--features", str(run), "--clinical", str(clin),
                  "--out", str(tmp_path / "p.csv")]) == 2

@@ -108,11 +108,18 @@ def test_deepsurv_options_and_survival_curves():
     assert est.predict(X).shape == (200,)
 
 
-def test_deepsurv_pickles_and_predicts_the_same(tmp_path):
+def test_deepsurv_saves_as_arrays_and_predicts_the_same(tmp_path):
     import joblib
+    import skops.io as sio
 
     X, y = synthetic(120, 3)
     m = DeepSurv(hidden_layers=(8,), max_epochs=10, random_state=0).fit(X, y)
+    # the network is kept as arrays in the state: no torch object in a model file
+    state = m.__getstate__()
+    assert all(isinstance(v, np.ndarray) for v in state["net_"].values())
     joblib.dump(m, tmp_path / "m.joblib")
     m2 = joblib.load(tmp_path / "m.joblib")
     np.testing.assert_array_equal(m.predict(X), m2.predict(X))
+    data = sio.dumps(m)
+    m3 = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+    np.testing.assert_array_equal(m.predict(X), m3.predict(X))
