@@ -4,7 +4,7 @@ Prints two tables, medians over ``--n`` held-out generator samples (pure-W laten
 stream no training run uses; rendered with the generator's stored noise, 8-bit):
 
 1. **Speed**: projection seconds per image at the ``stylegan2`` extractor's default settings
-   (500 steps, batch 8, batch-invariant, early stopping), e4e encoder images/s at batch 1 and
+   (its default preset, batch 8, batch-invariant), e4e encoder images/s at batch 1 and
    16, and the ratio (how many images the encoder does in the time projection does one).
 2. **Quality vs steps**: PSNR (dB) and MSE ([0, 1] scale) of the reconstructions at 0 % (the
    encoder alone), 10 %, 25 % and 100 % of the default steps, for projection started at the
@@ -49,11 +49,11 @@ def _sync(device: torch.device) -> None:
 
 def _extractor_defaults() -> dict:
     """The stylegan2 extractor's projection settings (its config schema defaults)."""
-    from facefeat_builtins.stylegan2 import _PROJECT_KEYS, CONFIG_SCHEMA
+    from facefeat_builtins.stylegan2 import CONFIG_SCHEMA, projection_kwargs
 
     props = CONFIG_SCHEMA["properties"]
-    kw = {k: props[k]["default"] for k in _PROJECT_KEYS}
-    return {"steps": props["steps"]["default"], "batch_size": props["batch_size"]["default"],
+    kw = projection_kwargs({k: v["default"] for k, v in props.items() if "default" in v})
+    return {"steps": kw.pop("num_steps"), "batch_size": props["batch_size"]["default"],
             "encoder_learning_rate": props["encoder_learning_rate"]["default"],
             "encoder_noise_factor": props["encoder_noise_factor"]["default"], "project": kw}
 
