@@ -27,7 +27,14 @@ COMMAND_MODULES = (
     "facefeat.explain.cli",  # explain direction|edit|regions|probe
     "facefeat.simulate.cli",  # simulate
     "facefeat.report.cli",  # report
+    "facefeat.robustness.cli",  # robustness
+    "facefeat.study.cli",  # study init|validate|run|status
 )
+
+
+#: What Ctrl-C leaves behind for a command that registers no ``on_interrupt`` note of its own (the
+#: commands that can resume register one that says how).
+INTERRUPT_NOTE = "this command does not resume: files it had written are kept, work in progress is lost; run it again"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,9 +127,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FacefeatError as exc:
         print(f"facefeat {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished parts are kept, re-run the same command to resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # What an interruption keeps differs by command: the command's own account (raised as
+        # KeyboardInterrupt(text)) or the note it registered (set_defaults(on_interrupt=...)).
+        note = str(exc) or getattr(args, "on_interrupt", None) or INTERRUPT_NOTE
+        print(f"facefeat {args.command}: interrupted; {note}", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from facefeat.devices import is_device_failure
+
+        if not is_device_failure(exc):
+            raise
+        # a GPU lost mid-run: the same account of what is kept as for an interruption, no traceback
+        first = (str(exc).strip().splitlines() or ["no message"])[0]
+        note = getattr(args, "on_interrupt", None) or INTERRUPT_NOTE
+        print(f"facefeat {args.command}: error: the compute device failed ({type(exc).__name__}: {first}); {note}",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -31,3 +31,8 @@ class PluginError(FacefeatError):
 
 class DataError(FacefeatError, ValueError):
     """A clinical or feature table cannot be used as given (survival modelling)."""
+
+
+class DeviceError(FacefeatError, RuntimeError):
+    """The compute device failed during a run (lost GPU, driver error); the message says what
+    finished work is kept and how to go on."""

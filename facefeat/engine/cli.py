@@ -52,12 +52,13 @@ def add_commands(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run of other inputs or settings found in --out (its tables are deleted)")
     p.add_argument("--batch-size", type=int, help="images per batch (default 8)")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, mps")
+    p.add_argument("--device", help="cpu (default), cuda, cuda:N or mps; checked before the run starts")
     p.add_argument("--validate", action="store_true", help="dry run: check config and inputs, compute nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-paths", action="store_true",
                    help="write no path column and no input file names (tables, provenance, run.json)")
-    p.set_defaults(func=cmd_extract)
+    p.set_defaults(func=cmd_extract, on_interrupt="finished batches are kept in OUT/.parts; re-run the same command "
+                                                  "to resume (only the missing images are processed)")
 
     p = subparsers.add_parser("plugins", help="list the registered extractors with version and distribution",
                               epilog="example:\n  facefeat plugins\n  FACEFEAT_PLUGINS_BLOCK=face_descriptor facefeat plugins",
@@ -89,11 +90,26 @@ def _run_config(args) -> dict:
     return config
 
 
+def _check_devices(config: dict) -> None:
+    """The run's device and any extractor's own (``-s stylegan2.device=cuda``) exist here: a
+    missing GPU is a config error before the run starts, not a failure in its first batch."""
+    from facefeat.devices import check_device
+
+    names = config.get("extractors") or []
+    names = names.split(",") if isinstance(names, str) else names
+    check_device(config.get("device"), option="--device")
+    for name in names:
+        section = config.get(name.strip())
+        if isinstance(section, dict) and section.get("device") is not None:
+            check_device(section["device"], option=f"{name.strip()}.device")
+
+
 def cmd_extract(args) -> int:
     from facefeat.engine.run import plan_run, run_extraction
     from facefeat.errors import ConfigError
 
     config = _run_config(args)
+    _check_devices(config)
     if args.validate:
         plan = plan_run(config)
         print(f"config ok: {len(plan.inputs.records)} images "

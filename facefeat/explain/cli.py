@@ -89,7 +89,7 @@ def _model_args(p: argparse.ArgumentParser, *, features: bool = True) -> None:
                                                          "they are held at each subject's values)")
         p.add_argument("--generator", metavar="CHECKPOINT",
                        help="generator to render with (default: the checkpoint in the latent table's provenance)")
-        p.add_argument("--device", default="cpu", help="torch device for rendering (default cpu)")
+        p.add_argument("--device", default="cpu", help="torch device for rendering: cpu (default), cuda, cuda:N or mps")
         g = p.add_mutually_exclusive_group()
         g.add_argument("--direction", metavar="NPZ", help="a direction file (default: the model's health direction)")
         g.add_argument("--probe", metavar="FILE", help="edit along a linear probe's direction instead")
@@ -214,12 +214,14 @@ def _direction(args, ctx):
 
 
 def _setup(args):
+    from facefeat.devices import check_device
     from facefeat.explain.edit import load_edit_context, load_edit_generator, parse_steps
 
     steps = parse_steps(args.steps)
+    device = check_device(args.device)  # before the model and the tables are read
     ctx = load_edit_context(args.model, args.features, clinical=args.clinical, column=args.column, trust=args.trust)
     direction = _direction(args, ctx)
-    G = load_edit_generator(ctx.generator_spec(args.generator), device=args.device)
+    G = load_edit_generator(ctx.generator_spec(args.generator), device=device)
     return ctx, direction, G, steps
 
 

@@ -206,7 +206,12 @@ def load_generator(path: str | os.PathLike, *, which: str | None = None, device:
     ModelError
         Unknown format, truncated file, disallowed pickled global, keys that do not map
         (missing and unexpected keys listed), no such network, wrong resolution.
+    ConfigError
+        ``device`` is not on this machine (the message lists the devices that are).
     """
+    from facefeat.devices import check_device
+
+    device = check_device(device, option="device")  # before reading a large file for a GPU that is not there
     raw = read_checkpoint(path, names=[which or "G_ema"])
     name = _pick(raw, which, "generator")
     G = _generator(raw, name, device, w_avg_samples=w_avg_samples, w_avg_seed=w_avg_seed)

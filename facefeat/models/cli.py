@@ -79,7 +79,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="seconds to wait for the server (default 60)")
     p.add_argument("--retries", type=int, default=3, metavar="N", help="resume an interrupted transfer up to N times (default 3)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_pull)
+    p.set_defaults(func=_cmd_pull, on_interrupt="what arrived is kept in <file>.part; run the same command again to "
+                                                "resume the download")
 
     p = sub.add_parser(
         "verify",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +97,7 @@ def add_commands(subparsers: Any) -> None:
     i.add_argument("--steps", type=int, default=600, help="projection steps (default 600)")
     i.add_argument("--encoder", default=None, metavar="PATH", help="e4e checkpoint for --inversion encoder")
     i.add_argument("--batch-size", type=int, default=400, help="images projected together (default 400)")
-    i.add_argument("--device", default="cpu")
+    i.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps; checked before anything runs")
     m = p.add_argument_group("survival model")
     m.add_argument("--model", choices=("coxnet", "coxph"), default="coxnet",
                    help="coxnet (default: l1_ratio 0.05, penalty by inner CV) or coxph (ridge alpha via --param)")
@@ -113,8 +115,9 @@ def add_commands(subparsers: Any) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from facefeat.devices import check_device
     from facefeat.errors import ConfigError
-    from facefeat.simulate import design, pipeline
+    from facefeat.simulate import design
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -136,18 +139,53 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         design.check_design(n=g, censoring=args.censoring, folds=args.folds)
     if args.steps < 1:
         raise ConfigError(f"--steps must be a positive integer, got {args.steps}")
+    device = check_device(args.device)
     out = Path(args.out)
-    G, info = pipeline.load_simulation_generator(args.generator, device=args.device, calibrate=args.calibrate_output,
+    started = time.time()
+    try:
+        return _run(args, out=out, device=device, pca=pca, grid=grid)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_interrupted(out, started, power=bool(grid))) from None
+
+
+def _interrupted(out: Path, started: float, *, power: bool) -> str:
+    """What an interrupted ``simulate`` leaves: it has no resume, so say what is lost."""
+    def new(path: Path) -> bool:
+        return path.is_file() and path.stat().st_mtime >= started
+
+    if new(out / "summary.json"):  # write_study writes it last, whole: a finished study
+        if not power or all(new(out / f) for f in ("power_replicates.csv", "power.csv", "power.png")):
+            done = "the simulated study and the power curve are" if power else "the simulated study is"
+            return f"{done} complete in {out}; nothing is lost"
+        return (f"the simulated study is complete in {out} (summary.json) but the power curve was not finished: its "
+                f"replicates are lost; simulate does not resume: re-run the command for the power curve (the study "
+                f"is recomputed too)")
+    written = out.is_dir() and any(p.stat().st_mtime >= started for p in out.rglob("*"))
+    where = (f"{out} holds an incomplete study (summary.json, written last, is missing)" if written
+             else f"nothing was written to {out}")
+    return (f"simulate does not resume: the renders, the inversion and the model fits done so far are lost and "
+            f"{where}; re-run the command to start over")
+
+
+def _run(args: argparse.Namespace, *, out: Path, device: str, pca, grid) -> int:
+    from facefeat.simulate import pipeline
+
+    _stage(f"loading the generator ({args.generator or 'the bundled tiny test generator'}) on {device}")
+    G, info = pipeline.load_simulation_generator(args.generator, device=device, calibrate=args.calibrate_output,
                                                  truncation_psi=args.psi)
     common = dict(direction=args.direction, effect=args.effect, baseline=args.baseline, shape=args.shape,
                   scale=args.scale, censoring=args.censoring, censoring_dist=args.censoring_dist,
                   truncation_psi=args.psi, render_noise=args.render_noise, inversion=args.inversion, space=args.space,
                   steps=args.steps, encoder=args.encoder, model=args.model, model_params=_params(args.param), pca=pca,
-                  folds=args.folds, device=args.device, batch_size=args.batch_size, G=G, generator_info=info)
+                  folds=args.folds, device=device, batch_size=args.batch_size, G=G, generator_info=info)
+    how = f"{args.inversion}, {args.steps} steps" if args.inversion == "projection" else args.inversion
+    _stage(f"rendering {args.n} faces and inverting them ({how}), then cross-validating the model; "
+           f"nothing is written to {out} until the study is complete")
     result = pipeline.simulate(n=args.n, seed=args.seed, repeats=args.repeats, out=out, **common)
     print(f"simulated study of {args.n} subjects written to {out}\n")
     print(result.table())
     if grid:
+        _stage(f"power curve over N = {', '.join(map(str, grid))}, {args.replicates} replicates each")
         # the study's cohort is the pool when it is large enough (power_curve renders its own otherwise)
         _, per_n = pipeline.power_curve(grid, replicates=args.replicates, alpha=args.alpha, seed=args.seed,
                                         pool=result.cohort, out=out, progress=lambda s: print("  " + s, flush=True), **common)
@@ -159,3 +197,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(markdown_table(per_n[cols]))
         print(f"wrote {out / 'power.csv'}, {out / 'power.png'}")
     return 0
+
+
+def _stage(text: str) -> None:
+    """One line on stderr when a long stage starts (stdout keeps the results)."""
+    print(f"simulate: {text} ...", file=sys.stderr, flush=True)

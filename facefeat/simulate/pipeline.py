@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from facefeat.errors import ConfigError, FacefeatError
-from facefeat.io.jsonsafe import to_jsonable
+from facefeat.io.jsonsafe import dumps_json, to_jsonable
 from facefeat.simulate import design
 
 log = logging.getLogger(__name__)
@@ -598,8 +598,9 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
                      title="Cross-validation of the recovered model (facefeat simulate)")
     (out / "cv_recovered.json").write_text(json.dumps(to_jsonable(result.cv.to_dict()), indent=2))
     (out / "cv_oracle.json").write_text(json.dumps(to_jsonable(result.oracle_cv.to_dict()), indent=2))
-    (out / "summary.json").write_text(json.dumps(to_jsonable(summary), indent=2))
     (out / "summary.md").write_text("# Simulated study\n\n" + summary_table(summary))
+    # last and whole: a summary.json marks a finished study ('facefeat simulate' tells an interrupted one by it)
+    write_bytes_atomic(out / "summary.json", dumps_json(summary, indent=2).encode())
 
 
 # --------------------------------------------------------------------------------------------

@@ -103,6 +103,13 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
+def _robustness_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("feature robustness")
+    g.add_argument("--robustness", metavar="TABLE", help="robustness table or folder from 'facefeat robustness': keep "
+                   "only image features (embedding dimensions one by one) whose ICC reaches --min-icc")
+    g.add_argument("--min-icc", type=float, metavar="X", help="ICC threshold with --robustness (usual: 0.75 or 0.9); a saved model (--model-dir) re-applies its own filter")
+
+
 def add_commands(subparsers: Any) -> None:
     """Register ``fit``, ``evaluate`` and ``predict``."""
     from facefeat.cli import add_trust_option
@@ -112,6 +119,7 @@ def add_commands(subparsers: Any) -> None:
                               description="Fit a survival model and save it with its schema and provenance.",
                               formatter_class=fmt, epilog=FIT_EPILOG)
     _data_args(p)
+    _robustness_args(p)
     _model_args(p)
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="directory for the model and its report")
     p.set_defaults(func=cmd_fit)
@@ -121,6 +129,7 @@ def add_commands(subparsers: Any) -> None:
                                           "nested tuning) or, with --model-dir, evaluate a saved model on new subjects.",
                               formatter_class=fmt, epilog=EVAL_EPILOG)
     _data_args(p)
+    _robustness_args(p)
     _model_args(p)
     g = p.add_argument_group("evaluation")
     g.add_argument("--model-dir", help="evaluate this saved model on the given data instead of cross-validating")
@@ -219,6 +228,7 @@ def _load(args: argparse.Namespace, *, require_target: bool = True):
         time=s["time"] or "time", event=s["event"] or "event", covariates=s["covariates"], categorical=s["categorical"],
         aggregate=s["aggregate"], image_order=s["image_order"], unmatched=args.unmatched,
         block_per_extractor=s["block_per_extractor"], sep=args.sep, decimal=args.decimal, require_target=require_target,
+        robustness=getattr(args, "robustness", None), min_icc=getattr(args, "min_icc", None),
     )
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from facefeat.errors import ConfigError, DataError
+from facefeat.errors import DataError
 from facefeat.survival.metrics import (
     METRICS,
     _metrics_core,

@@ -17,6 +17,10 @@ _RAW = argparse.RawDescriptionHelpFormatter
 #: Modules that add subcommands under ``facefeat train`` through ``add_train_commands(sub)``.
 TRAIN_COMMAND_MODULES = ("facefeat.training.encoder_cli",)
 
+#: What Ctrl-C keeps of a training run (printed by ``facefeat.cli.main``): both trainers resume exactly.
+INTERRUPT_NOTE = ("snapshots written so far are kept in --out; add --resume to the same command to continue from "
+                  "the newest (training since that snapshot is lost)")
+
 TRAIN_EPILOG = """\
 Examples:
   facefeat train generator --init nvidia-ffhq-256 --images runs/cohort --kimg 200 --out runs/ft256
@@ -106,7 +110,7 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--resume", nargs="?", const=True, default=False, metavar="SNAPSHOT",
                    help="continue the newest snapshot in --out (or the one given) exactly; --images defaults "
                         "to the run's own")
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default cpu)")
+    g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps; checked before training starts")
     g.add_argument("--kimg", type=float, default=None, help="total length in thousands of real images (default 200)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -148,7 +152,7 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--metric-samples", type=int, help="generated images for KID/FID (default max(N, 500))")
     m.add_argument("--holdout", type=int, help="images kept out of training for the projection metric (8)")
     m.add_argument("--proj-steps", type=int, help="projection steps per held-out image (100)")
-    p.set_defaults(func=_cmd_generator)
+    p.set_defaults(func=_cmd_generator, on_interrupt=INTERRUPT_NOTE)
 
 
 _CONFIG_ARGS = {
@@ -163,12 +167,14 @@ _CONFIG_ARGS = {
 
 
 def _cmd_generator(args: argparse.Namespace) -> int:
+    from facefeat.devices import check_device
     from facefeat.errors import ConfigError
     from facefeat.training.config import TrainingConfig
     from facefeat.training.loop import format_metrics, train_generator
 
     if not args.resume and (args.init is None or args.images is None):
         raise ConfigError("facefeat train generator needs --init and --images (or --resume to continue a run)")
+    device = check_device(args.device)
     changes = {field: getattr(args, arg) for arg, field in _CONFIG_ARGS.items() if getattr(args, arg) is not None}
     if changes.get("ema_rampup") is not None and changes["ema_rampup"] < 0:
         changes["ema_rampup"] = None
@@ -178,7 +184,7 @@ def _cmd_generator(args: argparse.Namespace) -> int:
         changes["sample_kimg"] = changes["snapshot_kimg"]
     config = TrainingConfig(**changes)
     resume = args.resume if args.resume is True else (Path(args.resume) if args.resume else False)
-    result = train_generator(init=args.init, images=args.images, out=args.out, config=config, device=args.device,
+    result = train_generator(init=args.init, images=args.images, out=args.out, config=config, device=device,
                              resume=resume,
                              align=args.align, feature_network=args.metric_network, resolution=args.resolution,
                              scratch_cfg=args.cfg, channel_base=args.channel_base, progress=not args.no_progress)

@@ -104,6 +104,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from facefeat.devices import resolve_device
 from facefeat.errors import ConfigError, InputError, ModelError
 from facefeat.io.jsonsafe import dumps_json, to_jsonable
 from facefeat.training.config import changed_fields, config_from_dict, config_to_dict, resume_config
@@ -958,7 +959,7 @@ def train_encoder(generator=None, *, out: str | os.PathLike, images=None,
     from facefeat.training.data import TrainingImages, load_training_images
 
     out = Path(out).expanduser()
-    device = torch.device(device)
+    device = resolve_device(device, option="device")  # a missing GPU: ConfigError listing what there is
     config = config if config is not None else EncoderTrainingConfig()
     state = None
     if resume:

@@ -51,6 +51,8 @@ _CONFIG_ARGS = {
 
 def add_train_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``encoder`` to the ``facefeat train`` subcommands."""
+    from facefeat.training.cli import INTERRUPT_NOTE
+
     p = sub.add_parser(
         "encoder",
         help="train an e4e encoder for a (fine-tuned) StyleGAN2 generator (resumable)",
@@ -76,7 +78,7 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
                    help="continue the newest encoder snapshot in --out (or the one given) exactly")
     g.add_argument("--init-from", metavar="E4E.pt",
                    help="start from an official e4e checkpoint (its style count must match the generator)")
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default cpu)")
+    g.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps; checked before training starts")
     g.add_argument("--no-decoder", action="store_true",
                    help="do not put the generator into the final checkpoint as decoder.*")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -107,10 +109,11 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--sample-every", type=int, help="steps between sample grids (500)")
     m.add_argument("--save-every", type=int, help="steps between resumable snapshots (1000)")
     m.add_argument("--keep-snapshots", type=int, help="newest snapshots to keep (2; 0 keeps all)")
-    p.set_defaults(func=_cmd_encoder)
+    p.set_defaults(func=_cmd_encoder, on_interrupt=INTERRUPT_NOTE)
 
 
 def _cmd_encoder(args: argparse.Namespace) -> int:
+    from facefeat.devices import check_device
     from facefeat.errors import ConfigError
     from facefeat.training.encoder import EncoderTrainingConfig, format_eval, train_encoder
 
@@ -122,12 +125,13 @@ def _cmd_encoder(args: argparse.Namespace) -> int:
                               "--synthetic N (generator samples)")
     if (args.lpips_vgg16 is None) != (args.lpips_lin is None):
         raise ConfigError("LPIPS needs both --lpips-vgg16 and --lpips-lin (or neither)")
+    device = check_device(args.device)
     changes = {field: getattr(args, arg) for arg, field in _CONFIG_ARGS.items() if getattr(args, arg) is not None}
     config = EncoderTrainingConfig(**changes)
     lpips = (args.lpips_vgg16, args.lpips_lin) if args.lpips_vgg16 else None
     resume = args.resume if args.resume is True else (Path(args.resume) if args.resume else False)
     res = train_encoder(args.generator, out=args.out, images=args.images, config=config, init_from=args.init_from,
-                        lpips=lpips, device=args.device, resume=resume, progress=not args.no_progress,
+                        lpips=lpips, device=device, resume=resume, progress=not args.no_progress,
                         include_decoder=not args.no_decoder, align=args.align)
     print(f"trained {res.step} steps ({res.sec_per_step:.3f} s/step); e4e checkpoint: {res.final}")
     if res.snapshots:

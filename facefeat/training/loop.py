@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from facefeat.devices import resolve_device
 from facefeat.errors import ConfigError, FacefeatError, InputError, ModelError
 from facefeat.io.jsonsafe import dumps_json
 from facefeat.models.stylegan2.config import DiscriminatorConfig, GeneratorConfig
@@ -775,7 +776,7 @@ def train_generator(*, init: str | os.PathLike | None, images: str | os.PathLike
     from facefeat.training.metrics import load_feature_network
 
     out = Path(out).expanduser()
-    device = torch.device(device)
+    device = resolve_device(device, option="device")  # a missing GPU: ConfigError listing what there is
     config = config if config is not None else TrainingConfig()
     existing = snap.list_snapshots(out)
     if resume:

@@ -192,13 +192,15 @@ class E4EExtractor(Extractor):
 
     # -- work ---------------------------------------------------------------------------
     def load(self, device: str = "cpu") -> None:
+        from facefeat.devices import check_device
         from facefeat.inversion import load_lpips_vgg
         from facefeat.models.checkpoints import load_generator
         from facefeat.models.e4e import load_e4e
         from facefeat.models.registry import resolve_model
 
         c = self.config
-        self._device = c["device"] or device
+        # a GPU that is not there: ConfigError listing the available devices, not a torch assertion
+        self._device = check_device(c["device"] or device, option=f"{NAME}.device" if c["device"] else "device")
         gh = self.generator_header
         bundled = bool(gh) and gh["source"] == "bundled"
         self._ck = load_e4e(self.header.path, device=self._device,

@@ -1,6 +1,14 @@
-"""The example third-party plugin, installed into this environment, is discovered and runs."""
+"""The example third-party plugin, pip-installed into a throw-away folder, is discovered and runs.
+
+The plugin goes into a ``pip install --target`` folder that only the subprocesses of these tests
+put on their ``PYTHONPATH``: the environment running the tests never has it, so an interrupted
+test run cannot leave it installed (the earlier version installed it into this environment and
+uninstalled it afterwards).
+"""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,28 +16,54 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+DIST = "facefeat-example-plugin"
 
 
 @pytest.fixture(scope="module")
-def installed_example():
-    pip = [sys.executable, "-m", "pip"]
-    subprocess.run(pip + ["install", "-q", "--no-deps", "--no-build-isolation", str(ROOT / "plugins" / "example")],
-                   check=True, capture_output=True)
-    yield
-    subprocess.run(pip + ["uninstall", "-q", "-y", "facefeat-example-plugin"], check=True, capture_output=True)
+def example_site(tmp_path_factory):
+    """A folder holding the installed example plugin (its package and its entry-point metadata)."""
+    # build from a copy: pip builds in the source tree and would leave build/ and *.egg-info in the repo
+    source = tmp_path_factory.mktemp("example_src") / "example"
+    shutil.copytree(ROOT / "plugins" / "example", source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    site = tmp_path_factory.mktemp("example_site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-compile",
+                    "--target", str(site), str(source)], check=True, capture_output=True)
+    assert list(site.glob("facefeat_example_plugin-0.1.0.dist-info/entry_points.txt"))
+    return site
 
 
-def _cli(*args, env=None):
+def _env(site=None, **extra) -> dict:
+    env = {**os.environ, **extra}
+    if site is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(site)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+def _cli(*args, env):
     return subprocess.run([sys.executable, "-m", "facefeat.cli", *args], capture_output=True, text=True,
-                          check=True, env=env)
+                          check=True, env=env, cwd=ROOT)
 
 
-def test_example_plugin_discovered_and_run(installed_example, tmp_path, examples_dir):
-    rows = json.loads(_cli("plugins", "--json").stdout)
+def _extractors(env) -> set:
+    return {r["extractor"] for r in json.loads(_cli("plugins", "--json", env=env).stdout)}
+
+
+def test_the_running_environment_never_sees_the_plugin(example_site):
+    import importlib.metadata
+
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.distribution(DIST)
+    assert "example_colour" not in _extractors(_env())  # a fresh process without the folder
+    assert "example_colour" in _extractors(_env(example_site))
+
+
+def test_example_plugin_discovered_and_run(example_site, tmp_path, examples_dir):
+    env = _env(example_site)
+    rows = json.loads(_cli("plugins", "--json", env=env).stdout)
     mine = [r for r in rows if r["extractor"] == "example_colour"]
     assert mine == [{"extractor": "example_colour", "version": "0.1.0", "plugin": "example_colour",
-                     "distribution": "facefeat-example-plugin", "distribution_version": "0.1.0"}]
-    _cli("extract", str(examples_dir), "--out", str(tmp_path), "-e", "example_colour", "--no-progress")
+                     "distribution": DIST, "distribution_version": "0.1.0"}]
+    _cli("extract", str(examples_dir), "--out", str(tmp_path), "-e", "example_colour", "--no-progress", env=env)
     import facefeat
 
     df = facefeat.read_features(tmp_path, include_failed=True)
@@ -39,16 +73,15 @@ def test_example_plugin_discovered_and_run(installed_example, tmp_path, examples
     from facefeat.io.tables import read_provenance
 
     prov = read_provenance(tmp_path / "example_colour.parquet")
-    assert prov["extractor"]["distribution"] == "facefeat-example-plugin"
-    # The plugin's own tests pass in this environment.
+    assert prov["extractor"]["distribution"] == DIST
+    # The plugin's own tests pass against the installed copy.
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(ROOT / "plugins" / "example" / "tests")], capture_output=True, text=True)
+                          str(ROOT / "plugins" / "example" / "tests")], capture_output=True, text=True, env=env,
+                         cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.strip().splitlines()[-1].startswith("2 passed"), res.stdout
 
 
-def test_blocking_the_example_plugin(installed_example):
-    import os
-
-    env = {**os.environ, "FACEFEAT_PLUGINS_BLOCK": "example_colour"}
-    rows = json.loads(_cli("plugins", "--json", env=env).stdout)
-    assert "example_colour" not in {r["extractor"] for r in rows}
+def test_blocking_the_example_plugin(example_site):
+    env = _env(example_site, FACEFEAT_PLUGINS_BLOCK="example_colour")
+    assert "example_colour" not in _extractors(env)

@@ -8,23 +8,38 @@ import pandas as pd
 import pytest
 
 from facefeat.errors import DataError
-from facefeat.survival import SurvivalEstimator, load_survival_data
+from facefeat.survival import FeatureBlock, SurvivalEstimator, load_survival_data
 
 from .conftest import synthetic
 
 
 def test_european_export_is_read_end_to_end(tmp_path):
-    p = tmp_path / "export.csv"
-    rows = ["patient;overall survival;death;age;stage"]
+    # a cp1252 export with ';' separators and decimal commas must give the same numbers, and the same fitted
+    # model, as the plain UTF-8 CSV of the same table
     rng = np.random.default_rng(0)
-    for i in range(40):
-        rows.append(f"P{i};{rng.uniform(1, 60):.2f};{int(rng.random() < 0.6)};{rng.uniform(40, 80):.1f};{'III' if i % 3 else 'II'}".replace(".", ","))
-    p.write_text("\n".join(rows) + "\n", encoding="cp1252")
-    ds = load_survival_data(clinical=p, id_column="patient", time="overall survival", event="death")
+    table = pd.DataFrame({"patient": [f"P{i}" for i in range(40)],
+                          "overall survival": np.round(rng.uniform(1, 60, 40), 2),
+                          "death": (rng.random(40) < 0.6).astype(int),
+                          "age": np.round(rng.uniform(40, 80, 40), 1),
+                          "stage": ["III" if i % 3 else "II" for i in range(40)]})
+    european = tmp_path / "export.csv"
+    european.write_bytes(table.to_csv(sep=";", decimal=",", index=False).encode("cp1252"))
+    assert b"," in european.read_bytes() and b"." not in european.read_bytes()  # really decimal commas
+    plain = tmp_path / "plain.csv"
+    table.to_csv(plain, index=False)
+    kw = dict(id_column="patient", time="overall survival", event="death")
+    ds = load_survival_data(clinical=european, **kw)
+    ref = load_survival_data(clinical=plain, **kw)
     assert ds.X["age"].dtype.kind == "f" and ds.categorical == ["stage"]
-    assert ds.y["time"].dtype.kind == "f"
-    est = SurvivalEstimator("coxph", blocks={"c": __import__("facefeat.survival", fromlist=["FeatureBlock"]).FeatureBlock()})
-    est.fit(ds.X, ds.y)
+    assert ds.X.index.tolist() == table["patient"].tolist()
+    assert ds.X["age"].tolist() == table["age"].tolist()  # decimal commas read as decimals, not as text
+    assert ds.y["time"].tolist() == table["overall survival"].tolist()
+    assert ds.y["event"].tolist() == table["death"].astype(bool).tolist()
+    est = SurvivalEstimator("coxph", blocks={"c": FeatureBlock()}).fit(ds.X, ds.y)
+    assert est.feature_names_out_.tolist() == ["age", "stage_III"] and not est.report_.items  # nothing dropped
+    expected = SurvivalEstimator("coxph", blocks={"c": FeatureBlock()}).fit(ref.X, ref.y)
+    pd.testing.assert_series_equal(est.coefficients(), expected.coefficients())
+    assert np.isfinite(est.coefficients()).all() and (est.coefficients() != 0).all()
 
 
 def test_negative_time_in_clinical_file_names_subjects(tmp_path):
@@ -54,8 +69,6 @@ def test_nan_only_column_and_constant_column_in_clinical_data_are_reported(tmp_p
                        "x0": X[:, 0], "x1": X[:, 1], "site": "A", "lab": np.nan})
     p = tmp_path / "c.csv"
     df.to_csv(p, index=False)
-    from facefeat.survival import FeatureBlock
-
     ds = load_survival_data(clinical=p)
     est = SurvivalEstimator(blocks={"clinical": FeatureBlock(columns=ds.blocks["clinical"], categorical=ds.categorical)}).fit(ds.X, ds.y)
     dropped = {e for i in est.report_.items for e in i.examples}

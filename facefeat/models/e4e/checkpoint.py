@@ -368,6 +368,9 @@ def load_e4e(
     >>> ck = load_e4e("e4e_ffhq_encode.pt", num_ws=18)                 # doctest: +SKIP
     >>> codes = encode(ck.encoder, images, latent_avg=ck.latent_avg)   # doctest: +SKIP
     """
+    from facefeat.devices import check_device
+
+    device = check_device(device, option="device")  # a GPU that is not there: ConfigError listing what is
     ckpt = read_checkpoint(path)
     source = str(path)
     return e4e_from_checkpoint(
