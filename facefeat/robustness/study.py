@@ -250,10 +250,12 @@ class FeatureMatrix:
 
 
 def read_matrix(path: Path) -> FeatureMatrix:
-    """Numeric features of one feature table (embeddings flattened as :func:`flatten_table` names them)."""
+    """Numeric features of one feature table (embeddings flattened and named as
+    :func:`facefeat.io.features.flat_column` names them)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from facefeat.io.features import flat_columns
     from facefeat.io.tables import flatten_table
 
     table = pq.read_table(path)
@@ -267,8 +269,7 @@ def read_matrix(path: Path) -> FeatureMatrix:
         t = f.type
         if pa.types.is_fixed_size_list(t) and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)):
             keep.append(f.name)
-            width = len(str(t.list_size - 1))
-            meta.extend((f.name, i, f"{f.name}_{i:0{width}d}") for i in range(t.list_size))
+            meta.extend((f.name, i, name) for i, name in enumerate(flat_columns(f.name, t.list_size)))
         elif pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_boolean(t):
             keep.append(f.name)
             meta.append((f.name, None, f.name))
