@@ -159,9 +159,9 @@ def _commands(tmp: Path) -> dict[str, list[str]]:
         "train encoder": ["train", "encoder", "--generator", str(TINY), "--synthetic", "8", "--steps", "1",
                           "--out", str(tmp / "out"), "--no-progress"],
         "simulate": ["simulate", "--n", "60", "--steps", "2", "-o", str(tmp / "out")],
-        "explain edit": ["explain", "edit", "--model", str(tmp / "model"), "--features", str(tmp / "run"),
+        "explain edit": ["explain", "edit", "--model-dir", str(tmp / "model"), "--features", str(tmp / "run"),
                          "--subject", "S1", "-o", str(tmp / "out")],
-        "explain regions": ["explain", "regions", "--model", str(tmp / "model"), "--features", str(tmp / "run"),
+        "explain regions": ["explain", "regions", "--model-dir", str(tmp / "model"), "--features", str(tmp / "run"),
                             "-o", str(tmp / "out")],
         "report": ["report", str(tmp / "run"), "--model-dir", str(tmp / "model"), "-o", str(tmp / "out")],
     }
