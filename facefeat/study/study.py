@@ -219,6 +219,12 @@ class Study:
     def run(self, *, jobs: int | None = None) -> StudyResult:
         """Run every stage that is not current; returns the comparison.
 
+        Parameters
+        ----------
+        jobs : int, optional
+            Overrides ``execution.jobs`` (local extraction workers, parallel CV folds); results
+            do not depend on it.
+
         Raises
         ------
         FacefeatError
@@ -226,8 +232,10 @@ class Study:
         """
         self._ran = []
         self.folder.mkdir(parents=True, exist_ok=True)
+        if jobs:  # overrides execution.jobs: extraction workers and parallel CV folds (no result changes)
+            self.config["execution"]["jobs"] = int(jobs)
+        jobs = self.config["execution"]["jobs"]
         check_inputs(self.config)  # every input problem before any work
-        jobs = jobs or self.config["execution"]["jobs"]
         trained = self._run_training()
         plan = self._extract_plan(trained)
         self._stage("extract", self._extract_fp(plan), lambda: self._do_extract(plan))
