@@ -352,8 +352,11 @@ def _previous_run(out: Path) -> list[tuple[str, dict[str, Any]]]:
     if meta.is_file():
         try:
             data = json.loads(meta.read_text())
-            found.append((str(meta), {"manifest_sha256": data.get("input", {}).get("manifest_sha256"),
-                                      "n_images": data.get("n_images"), "source": data.get("input", {}).get("source")}))
+            inp = data.get("input")
+            if isinstance(inp, str):  # run.json of facefeat < 0.3 named only the source; its tables say the rest
+                inp = {"source": inp}
+            found.append((str(meta), {"manifest_sha256": (inp or {}).get("manifest_sha256"),
+                                      "n_images": data.get("n_images"), "source": (inp or {}).get("source")}))
         except (OSError, ValueError, AttributeError) as exc:
             raise RunFolderError(f"{meta}: unreadable ({exc}); delete it, or use --overwrite") from None
     for path in sorted(out.glob("*.parquet")):
