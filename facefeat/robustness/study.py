@@ -253,12 +253,11 @@ def read_matrix(path: Path) -> FeatureMatrix:
     """Numeric features of one feature table (embeddings flattened and named as
     :func:`facefeat.io.features.flat_column` names them)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from facefeat.io.features import flat_columns
-    from facefeat.io.tables import flatten_table
+    from facefeat.io.tables import flatten_table, read_table
 
-    table = pq.read_table(path)
+    table = read_table(path)
     status = table.column("status").to_pylist()
     ids = table.column("image_id").to_pylist()
     meta: list[tuple[str, int | None, str]] = []
