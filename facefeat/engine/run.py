@@ -353,7 +353,7 @@ def _previous_run(out: Path) -> list[tuple[str, dict[str, Any]]]:
         try:
             data = json.loads(meta.read_text())
             inp = data.get("input")
-            if isinstance(inp, str):  # run.json of facefeat < 0.3 named only the source; its tables say the rest
+            if isinstance(inp, str):  # run.json of facefeat 0.1 named only the source; its tables say the rest
                 inp = {"source": inp}
             found.append((str(meta), {"manifest_sha256": (inp or {}).get("manifest_sha256"),
                                       "n_images": data.get("n_images"), "source": (inp or {}).get("source")}))
