@@ -62,7 +62,8 @@ def _available_text() -> str:
     return "available on this machine: " + ", ".join(available_devices(describe=True))
 
 
-def resolve_device(spec: "str | torch.device", *, option: str = "--device", probe: bool = True) -> "torch.device":
+def resolve_device(spec: "str | torch.device", *, option: str = "--device", probe: bool = True,
+                   meta: bool = False) -> "torch.device":
     """Check that ``spec`` names a device this machine has and return it as a ``torch.device``.
 
     Parameters
@@ -74,6 +75,9 @@ def resolve_device(spec: "str | torch.device", *, option: str = "--device", prob
     probe : bool
         Run one tiny computation on the device, so a device that torch lists but cannot use
         (driver too old for the build, a GPU in an error state) fails here, before any work.
+    meta : bool
+        Also accept torch's ``meta`` device (shapes without data, no hardware): for library
+        code that reads a checkpoint's structure only, never for a user's ``--device``.
 
     Returns
     -------
@@ -89,6 +93,8 @@ def resolve_device(spec: "str | torch.device", *, option: str = "--device", prob
     import torch
 
     text = str(spec).strip().lower()
+    if meta and text == "meta":
+        return torch.device("meta")
     match = _DEVICE.match(text)
     if match is None:
         hint = f" (did you mean {_HINTS[text]}?)" if text in _HINTS else ""
@@ -125,13 +131,13 @@ def resolve_device(spec: "str | torch.device", *, option: str = "--device", prob
     return device
 
 
-def check_device(spec: "str | torch.device | None", *, option: str = "--device") -> str:
+def check_device(spec: "str | torch.device | None", *, option: str = "--device", meta: bool = False) -> str:
     """:func:`resolve_device` for config values and command-line options: returns the device
     as a string (``"cuda:1"``), ``None`` as ``"cpu"``, and does not import torch for ``cpu``
     (commands whose extractors never use torch stay quick)."""
     if spec is None or str(spec).strip().lower() in ("cpu", "cpu:0"):
         return "cpu"
-    return str(resolve_device(spec, option=option))
+    return str(resolve_device(spec, option=option, meta=meta))
 
 
 # Substrings of the messages torch raises when a GPU stops working under a running program
