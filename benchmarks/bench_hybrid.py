@@ -4,7 +4,7 @@ Prints two tables, medians over ``--n`` held-out generator samples (pure-W laten
 stream no training run uses; rendered with the generator's stored noise, 8-bit):
 
 1. **Speed**: projection seconds per image at the ``stylegan2`` extractor's default settings
-   (500 steps, batch 8, batch-invariant, early stopping), e4e encoder images/s at batch 1 and
+   (its default preset, batch 8, batch-invariant), e4e encoder images/s at batch 1 and
    16, and the ratio (how many images the encoder does in the time projection does one).
 2. **Quality vs steps**: PSNR (dB) and MSE ([0, 1] scale) of the reconstructions at 0 % (the
    encoder alone), 10 %, 25 % and 100 % of the default steps, for projection started at the
@@ -35,7 +35,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from facefeat.runtime import configure_runtime
+
+configure_runtime()  # the product's settings, before torch loads (threads reset from --threads below)
+import torch  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -45,11 +49,11 @@ def _sync(device: torch.device) -> None:
 
 def _extractor_defaults() -> dict:
     """The stylegan2 extractor's projection settings (its config schema defaults)."""
-    from facefeat_builtins.stylegan2 import _PROJECT_KEYS, CONFIG_SCHEMA
+    from facefeat_builtins.stylegan2 import CONFIG_SCHEMA, projection_kwargs
 
     props = CONFIG_SCHEMA["properties"]
-    kw = {k: props[k]["default"] for k in _PROJECT_KEYS}
-    return {"steps": props["steps"]["default"], "batch_size": props["batch_size"]["default"],
+    kw = projection_kwargs({k: v["default"] for k, v in props.items() if "default" in v})
+    return {"steps": kw.pop("num_steps"), "batch_size": props["batch_size"]["default"],
             "encoder_learning_rate": props["encoder_learning_rate"]["default"],
             "encoder_noise_factor": props["encoder_noise_factor"]["default"], "project": kw}
 
@@ -109,20 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--simulated-start", type=float, default=None, metavar="SIGMA")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--keep-denormals", action="store_true",
-                    help="do not flush subnormal floats to zero on the CPU (by default they are: on the toy "
-                         "generator some targets drive the projection into subnormal values, which made whole "
-                         "batches 10-20x slower)")
     ap.add_argument("--train-steps", type=int, default=400)
     ap.add_argument("--train-batch", type=int, default=8)
     ap.add_argument("--train-pool", type=int, default=20000)
     ap.add_argument("--train-lr", type=float, default=1e-4)
     ap.add_argument("--train-out", default=None)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    # Subnormal floats are flushed in every intra-op thread by configure_runtime (on the toy
+    # generator some targets drive the projection into subnormal values: 10-20x slower batches).
+    runtime = configure_runtime(threads=args.threads) if args.threads else configure_runtime()
     device = torch.device(args.device)
-    flush = not args.keep_denormals and torch.set_flush_denormal(True)
+    flush = runtime["flush_denormal"]
 
     from facefeat.inversion import project, w_stats
     from facefeat.inversion.metrics import image_mse, synth_to_uint8

@@ -12,8 +12,8 @@
     available offline). For each image, its PSNR after those 1000 steps is the bar. A run
     "reaches quality" at the first step where every image's PSNR (of the image rendered at that
     step) is at or above its bar; its time-to-quality is the wall time to that step. Compared:
-    the reference itself, and facefeat's defaults (the extractor's: W+, 500 steps, early
-    stopping) as well as the same defaults in W. Two target sets: 8 generator images (rendered
+    the reference itself, and facefeat's defaults (the extractor's default preset, see
+    ``PRESETS`` in plugins/facefeat_builtins/stylegan2.py) as well as the same defaults in W. Two target sets: 8 generator images (rendered
     from style-mixed latents with the output scaled to [-1, 1] like the round-trip test) and the
     example photos, FFHQ-aligned at 32 px.
 
@@ -141,12 +141,12 @@ def time_to_quality(run, bar: torch.Tensor) -> tuple[float | None, int | None]:
 def quality_table(quick: bool) -> None:
     from facefeat.inversion import NVIDIA_DEFAULTS, w_stats
     from facefeat.models.stylegan2 import style_mix
-    from facefeat_builtins.stylegan2 import CONFIG_SCHEMA
+    from facefeat_builtins.stylegan2 import CONFIG_SCHEMA, projection_kwargs
 
     d = {k: v["default"] for k, v in CONFIG_SCHEMA["properties"].items() if "default" in v}
-    ours = dict(space=d["space"], num_steps=d["steps"], early_stop_patience=d["early_stop_patience"],
-                early_stop_min_delta=d["early_stop_min_delta"], early_stop_start=d["early_stop_start"],
-                batch_invariant=d["batch_invariant"])
+    ours = projection_kwargs(d, resolution=32)  # the extractor's default preset
+    for key in ("w_avg_samples", "w_avg_seed"):
+        ours.pop(key)
     ref = dict(NVIDIA_DEFAULTS)
     if quick:
         ref["num_steps"], ours["num_steps"] = 200, 100

@@ -20,12 +20,15 @@ from facefeat.errors import FacefeatError
 #: Modules that add subcommands, in help order. A module that is not there yet is skipped.
 COMMAND_MODULES = (
     "facefeat.engine.cli",  # extract, plugins, inspect
+    "facefeat.io.cli",  # export
     "facefeat.models.cli",  # models list|pull|verify|convert
     "facefeat.survival.cli",  # fit, evaluate, predict
     "facefeat.training.cli",  # train generator|encoder
     "facefeat.explain.cli",  # explain direction|edit|regions|probe
     "facefeat.simulate.cli",  # simulate
     "facefeat.report.cli",  # report
+    "facefeat.robustness.cli",  # robustness
+    "facefeat.study.cli",  # study init|validate|run|status
 )
 
 
@@ -43,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'facefeat COMMAND --help' for a command's options and examples.",
     )
     parser.add_argument("--version", action="version", version=f"facefeat {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output: -v facefeat's debug lines and other libraries' info lines, "
+                             "-vv debug lines of every library (default: facefeat's info lines and "
+                             "other libraries' warnings)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_optional_commands(subparsers, COMMAND_MODULES, "add_commands")
     return parser
@@ -86,20 +92,36 @@ def add_trust_option(parser: argparse.ArgumentParser) -> None:
         "--trust", action="store_true",
         help="also load an old pickle model file (model.joblib, facefeat < 0.3); a pickle can run any code it "
              "holds: use only for models you made yourself, then re-save them (fit again)")
+#: Loggers whose INFO lines are shown by default: facefeat and its built-in plugins.
+OWN_LOGGERS = ("facefeat", "facefeat_builtins")
+
+
+def configure_logging(verbose: int = 0) -> None:
+    """Log to stderr: facefeat's own INFO lines by default, other libraries' only from WARNING.
+
+    Third-party libraries log routine INFO lines (``numexpr.utils: NumExpr defaulting to 2
+    threads``) that say nothing about the run, so the root logger stays at WARNING and only
+    :data:`OWN_LOGGERS` are lowered: ``verbose=0`` facefeat INFO, ``1`` facefeat DEBUG and
+    others INFO, ``2`` or more everything DEBUG.
+    """
+    own = logging.INFO if verbose <= 0 else logging.DEBUG
+    others = (logging.WARNING, logging.INFO, logging.DEBUG)[min(max(verbose, 0), 2)]
+    logging.basicConfig(level=others, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(own)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``facefeat`` script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose + 1, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    configure_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from facefeat.runtime import configure_runtime
+
+    configure_runtime()  # threads, OpenMP wait policy, subnormal flushing: before torch loads
     try:
         return int(args.func(args) or 0)
     except FacefeatError as exc:

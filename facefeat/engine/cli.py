@@ -11,11 +11,16 @@ examples:
   facefeat extract examples/faces/ --extractors landmarks,face_descriptor --out runs/demo/
   facefeat extract cohort.csv --out runs/c1 --config run.yaml -s face.detector=cnn -s batch_size=16
   facefeat extract photos/ --out runs/p --jobs 2          # two local worker processes
+  facefeat extract photos/ --out runs/p --cluster local:4 # Dask LocalCluster, 4 processes x 1 thread
+  facefeat extract cohort.csv --out /shared/runs/c1 --scheduler tcp://10.0.0.5:8786
+  facefeat extract cohort.csv --out /shared/runs/c1 --cluster slurm --config run.yaml  # 'cluster:' section
   facefeat extract photos/ --out runs/p --validate        # check config and inputs, compute nothing
 
 A manifest is a CSV or Parquet table with columns subject_id and path (relative paths resolve
 against the manifest's folder). Re-running the same command after a crash or kill processes
-only the images that are missing. Each extractor writes <out>/<extractor>.parquet.
+only the images that are missing. Each extractor writes <out>/<extractor>.parquet. An --out
+that holds a run of other inputs or preprocessing is refused unless --overwrite. With a Dask
+cluster the run folder must be on storage every worker can write (docs/cluster.md).
 """
 
 INSPECT_EPILOG = """\
@@ -39,10 +44,19 @@ def add_commands(subparsers) -> None:
     p.add_argument("-s", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. -s face.detector=cnn -s stylegan2.steps=200")
     p.add_argument("--jobs", "-j", type=int, help="local worker processes (default 1)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--cluster", metavar="KIND",
+                       help="Dask workers: local:N (N local processes x 1 thread), or slurm, pbs, sge, lsf "
+                            "(batch jobs from the config's 'cluster' section)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run of other inputs or settings found in --out (its tables are deleted)")
     p.add_argument("--batch-size", type=int, help="images per batch (default 8)")
     p.add_argument("--device", help="cpu (default), cuda, cuda:N or mps; checked before the run starts")
     p.add_argument("--validate", action="store_true", help="dry run: check config and inputs, compute nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-paths", action="store_true",
+                   help="write no path column and no input file names (tables, provenance, run.json)")
     p.set_defaults(func=cmd_extract, on_interrupt="finished batches are kept in OUT/.parts; re-run the same command "
                                                   "to resume (only the missing images are processed)")
 
@@ -66,7 +80,8 @@ def _run_config(args) -> dict:
 
     config = load_config_file(args.config) if args.config else {}
     flags = {"input": args.input, "out": args.out, "extractors": args.extractors, "jobs": args.jobs,
-             "batch_size": args.batch_size, "device": args.device}
+             "batch_size": args.batch_size, "device": args.device,
+             "paths": False if getattr(args, "no_paths", False) else None}
     config = merge(config, {k: v for k, v in flags.items() if v is not None})
     config = merge(config, parse_overrides(args.overrides))
     for key, flag in (("input", "INPUT"), ("out", "--out")):
@@ -91,6 +106,7 @@ def _check_devices(config: dict) -> None:
 
 def cmd_extract(args) -> int:
     from facefeat.engine.run import plan_run, run_extraction
+    from facefeat.errors import ConfigError
 
     config = _run_config(args)
     _check_devices(config)
@@ -101,10 +117,18 @@ def cmd_extract(args) -> int:
               f"{', '.join(e.name for e in plan.extractors)}; aligned sizes {plan.preprocess['aligned_sizes']}; "
               f"output {plan.out}")
         return 0
-    summary = run_extraction(config, progress=not args.no_progress)
+    executor = args.scheduler or args.cluster
+    if executor and args.jobs and args.jobs > 1:
+        raise ConfigError("--jobs sets local processes; with --cluster/--scheduler the cluster's workers do the work "
+                          "(give local:N for N local Dask workers)")
+    summary = run_extraction(config, progress=not args.no_progress, executor=executor, overwrite=args.overwrite)
     print(summary.line())
     for name, path in summary.tables.items():
         print(f"  {name}: {path}")
+    for path in summary.skipped[:10]:
+        print(f"  skipped (not an image): {path}")
+    if len(summary.skipped) > 10:
+        print(f"  ... {len(summary.skipped) - 10} more skipped files listed in {summary.out / 'run.json'}")
     return 0
 
 
@@ -129,11 +153,12 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    from facefeat.io.jsonsafe import dumps_json
     from facefeat.io.tables import summarize_tables
 
     reports = summarize_tables(args.path)
     if args.json:
-        print(json.dumps(reports, indent=2, default=str))
+        print(dumps_json(reports, indent=2))
         return 0
     out = sys.stdout
     for rep in reports:

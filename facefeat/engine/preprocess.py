@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from facefeat.engine.extractor import Face
+from facefeat.face.truncation import TRUNCATED_POLICIES, box_outside, landmarks_outside
 from facefeat.io.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageRecord, read_and_decode
 
 log = logging.getLogger(__name__)
@@ -25,13 +26,20 @@ FACE_CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "detector": {"enum": ["hog", "cnn"], "default": "hog",
-                     "description": "dlib HOG (fast, CPU) or dlib CNN (mmod, more robust to pose)"},
+        "detector": {"enum": ["hog", "cnn", "none"], "default": "hog",
+                     "description": "dlib HOG (fast, CPU) or dlib CNN (mmod, more robust to pose); none: the "
+                                    "photos are already aligned square crops (FFHQ layout, e.g. generator "
+                                    "renders): no detection or landmarks, each crop is resized to the sizes "
+                                    "needed (extractors that need landmarks are refused)"},
         "upsample": {"type": "integer", "minimum": 0, "maximum": 4, "default": 1,
                      "description": "times the image is upsampled before detection (finds smaller faces)"},
         "multiple_faces": {"enum": list(MULTIPLE_FACE_POLICIES), "default": "largest",
                            "description": "largest: use the largest face and record diag__n_faces; "
                                           "fail: status multiple_faces, no features"},
+        "truncated": {"enum": list(TRUNCATED_POLICIES), "default": "flag",
+                      "description": "faces cut by the image frame (diag__face_truncated > 0: some of the 68 "
+                                     "landmarks fall outside the photo): flag keeps status ok with the share in "
+                                     "diag__face_truncated; fail: status truncated, no features"},
         "max_pixels": {"type": "integer", "minimum": 1, "default": DEFAULT_MAX_PIXELS,
                        "description": "images with more pixels get status too_large without decoding"},
     },
@@ -124,7 +132,8 @@ class Preprocessor:
         """Everything the preprocessing output depends on (for provenance and cache keys)."""
         from facefeat.face.dlib_models import DLIB_MODEL_SHA256
 
-        models = {"shape_predictor_68": DLIB_MODEL_SHA256["shape_predictor_68"]}
+        models = {} if self.face_config["detector"] == "none" else {
+            "shape_predictor_68": DLIB_MODEL_SHA256["shape_predictor_68"]}
         if self.face_config["detector"] == "cnn":
             models["cnn_face_detector"] = DLIB_MODEL_SHA256["cnn_face_detector"]
         align = {k: v for k, v in self.align_config.items() if k != "cache"}  # caching changes no pixel
@@ -155,6 +164,8 @@ class Preprocessor:
             return Preprocessed(record, "error", f"preprocessing failed: {type(exc).__name__}: {exc}", None, diag)
 
     def _face(self, record: ImageRecord, rgb: np.ndarray, diag: dict[str, Any]) -> Preprocessed:
+        if self.face_config["detector"] == "none":
+            return self._prealigned(record, rgb, diag)
         detections = self.detector.detect(rgb)
         diag["diag__n_faces"] = len(detections)
         if not detections:
@@ -167,11 +178,35 @@ class Preprocessor:
         diag["diag__detector_score"] = float(det.score)
         diag["diag__face_box"] = [int(v) for v in det.box]
         points = self.predictor.predict(rgb, det.box)
+        height, width = rgb.shape[:2]
+        share = landmarks_outside(points, width=width, height=height)
+        diag["diag__face_truncated"] = share
+        diag["diag__face_truncated_box"] = box_outside(det.box, width=width, height=height)
+        if share > 0 and self.face_config.get("truncated", "flag") == "fail":
+            n = len(points)
+            return Preprocessed(record, "truncated", f"face cut by the image frame: {round(share * n)} of {n} "
+                                "landmarks outside the photo; policy face.truncated=fail (use 'flag' to keep it "
+                                "with diag__face_truncated)", None, diag)
         face = Face(image_id=record.image_id, subject_id=record.subject_id, landmarks=points,
                     box=tuple(int(v) for v in det.box), original=rgb if self.keep_original else None)
         for size in self.aligned_sizes:
             face.aligned[size], quad = self._aligned(record, rgb, points, size)
             diag["diag__align_quad"] = [float(v) for v in np.asarray(quad, dtype=np.float64).ravel()]
+        return Preprocessed(record, "ok", None, face, diag)
+
+    def _prealigned(self, record: ImageRecord, rgb: np.ndarray, diag: dict[str, Any]) -> Preprocessed:
+        """``face.detector: none``: the photo is an aligned square crop; resized, never detected."""
+        from PIL import Image
+
+        height, width = rgb.shape[:2]
+        if height != width:
+            return Preprocessed(record, "error", f"face.detector is 'none' (photos already aligned) but the image is "
+                                f"{width}x{height}, not square; crop it or use a detector (hog, cnn)", None, diag)
+        face = Face(image_id=record.image_id, subject_id=record.subject_id, landmarks=None,
+                    box=(0, 0, width - 1, height - 1), original=rgb if self.keep_original else None)
+        for size in self.aligned_sizes:
+            face.aligned[size] = rgb if size == width else np.asarray(
+                Image.fromarray(rgb).resize((size, size), Image.LANCZOS))
         return Preprocessed(record, "ok", None, face, diag)
 
     def _aligned(self, record: ImageRecord, rgb: np.ndarray, points: np.ndarray, size: int):

@@ -8,7 +8,6 @@ imported at module level.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +184,7 @@ def add_commands(subparsers: Any) -> None:
 def cmd_direction(args: argparse.Namespace) -> int:
     from facefeat.errors import ConfigError
     from facefeat.explain.direction import health_direction
+    from facefeat.io.jsonsafe import dumps_json
 
     out = Path(args.out)
     if out.suffix != ".npz":
@@ -192,7 +192,7 @@ def cmd_direction(args: argparse.Namespace) -> int:
     d = health_direction(args.model, column=args.column, block=args.block, per=args.per, generator=args.generator,
                          trust=args.trust)
     d.save(out)
-    out.with_suffix(".json").write_text(json.dumps(d.describe(), indent=2, default=str))
+    out.with_suffix(".json").write_text(dumps_json(d.describe(), indent=2))
     shares = d.layer_shares()
     top = ", ".join(f"{i}: {s:.2f}" for i, s in sorted(enumerate(shares), key=lambda t: -t[1])[:3])
     print(f"{d.space.upper()} direction {list(d.vector.shape)} from {args.model}: {d.describe()['units']}; "

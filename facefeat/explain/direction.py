@@ -54,7 +54,7 @@ import numpy as np
 
 from facefeat.io.atomic import atomic_output
 from facefeat.errors import ConfigError, InputError, ModelError
-from facefeat.explain.probes import _json_default  # the probe files' JSON encoder: one for both formats
+from facefeat.io.jsonsafe import dumps_json
 
 __all__ = [
     "DIRECTION_FORMAT",
@@ -173,7 +173,7 @@ class LatentDirection:
             raise ConfigError(f"direction files end in .npz, not {path.name!r}")
         with atomic_output(path, suffix=".npz") as tmp:
             np.savez(tmp, vector=self.vector, gradient=self.gradient,
-                     meta=np.array(json.dumps(self.describe(), sort_keys=True, default=_json_default)))
+                     meta=np.array(dumps_json(self.describe(), sort_keys=True)))
         return path
 
     # -- other sources ----------------------------------------------------------------------
@@ -306,7 +306,9 @@ def latent_block_columns(meta: dict | None, feature_names, *, column: str | None
         raise ConfigError(f"the model uses several latent columns {sorted(latents)}; choose one (column=... / --column)")
     col, spec = next(iter(latents.items()))
     size = int(spec["size"])
-    flat = [f"{col}_{i}" for i in range(size)]
+    from facefeat.io.features import flat_columns
+
+    flat = flat_columns(col, size)
     if latent_shape is not None:
         shape = tuple(int(v) for v in latent_shape)
     elif spec.get("shape"):

@@ -502,10 +502,9 @@ def load_edit_context(model, features, *, clinical=None, column: str | None = No
     ConfigError
         The model uses covariates and no clinical table is given; the model is not on latents.
     """
-    import pyarrow.parquet as pq
-
     from facefeat.explain.direction import latent_block_columns
     from facefeat.explain.probes import read_latents
+    from facefeat.io.tables import feature_tables, read_schema
     from facefeat.survival.dataset import load_model_dataset
     from facefeat.survival.persist import load_model
 
@@ -527,11 +526,9 @@ def load_edit_context(model, features, *, clinical=None, column: str | None = No
                                decimal=decimal).X
     latent_files = files if isinstance(files, list) else [files]
     src = None
-    for f in latent_files:
-        paths = sorted(Path(f).glob("*.parquet")) if Path(f).is_dir() else [Path(f)]
-        for p in paths:
-            if col in pq.read_schema(p).names:
-                src = p
+    for p in feature_tables(latent_files):
+        if col in read_schema(p).names:
+            src = p
     if src is None:
         raise InputError(f"no feature table in {features} holds the latent column {col!r}")
     rows = read_latents(src, col)

@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from facefeat.errors import ConfigError, DataError, InputError, ModelError
+from facefeat.io.jsonsafe import dumps_json, to_jsonable
 
 __all__ = [
     "PROBE_FORMAT",
@@ -86,14 +87,9 @@ def latent_columns(schema) -> list[str]:
 
 
 def _field_shape(f) -> tuple[int, ...]:
-    size = f.type.list_size
-    meta = f.metadata or {}
-    if b"shape" in meta:
-        shape = tuple(int(v) for v in json.loads(meta[b"shape"]))
-        if int(np.prod(shape)) != size:
-            raise DataError(f"column {f.name!r}: field metadata shape {list(shape)} does not hold {size} values")
-    else:
-        shape = (size,)
+    from facefeat.io.tables import embedding_shape
+
+    shape = tuple(embedding_shape(f))
     if len(shape) == 1:
         shape = (1, shape[0])
     if len(shape) != 2:
@@ -102,16 +98,9 @@ def _field_shape(f) -> tuple[int, ...]:
 
 
 def _candidate_files(source: str | Path) -> list[Path]:
-    path = Path(source)
-    if path.is_file():
-        return [path]
-    if path.is_dir():
-        files = sorted(p for p in path.glob("*.parquet") if not p.name.startswith("."))
-        if files:
-            return files
-        raise InputError(f"{path}: no feature tables (*.parquet); run 'facefeat extract' with the stylegan2 or "
-                         f"e4e extractor first")
-    raise InputError(f"{path}: no such feature table or run folder")
+    from facefeat.io.tables import feature_tables
+
+    return feature_tables(source)
 
 
 @dataclass
@@ -180,12 +169,13 @@ def read_latents(source, column: str | None = None) -> LatentRows:
         table has no / several latent columns and none was named.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from facefeat.io.tables import read_schema, read_table
 
     if isinstance(source, pa.Table):
         tables = [(None, source.schema)]
     else:
-        tables = [(p, pq.read_schema(p)) for p in _candidate_files(source)]
+        tables = [(p, read_schema(p)) for p in _candidate_files(source)]
     found = [(p, s) for p, s in tables if (column in s.names if column else latent_columns(s))]
     where = "the table" if len(tables) == 1 and tables[0][0] is None else ", ".join(str(p) for p, _ in tables)
     all_latents = sorted({c for _, s in tables for c in latent_columns(s)})
@@ -216,7 +206,7 @@ def read_latents(source, column: str | None = None) -> LatentRows:
     if "subject_id" not in keys:
         raise DataError(f"{path or 'the table'} has no subject_id column; a facefeat feature table keys rows by "
                         f"image_id and subject_id")
-    table = source.select(keys + [column]) if path is None else pq.read_table(path, columns=keys + [column])
+    table = source.select(keys + [column]) if path is None else read_table(path, columns=keys + [column])
     n = table.num_rows
     subject = np.array([str(v) for v in table.column("subject_id").to_pylist()], dtype=object)
     image = (np.array([str(v) for v in table.column("image_id").to_pylist()], dtype=object)
@@ -485,7 +475,7 @@ class LinearProbe:
             arrays.append(pa.array(expit(score), pa.float64(), from_pandas=True))
         provenance = {"probe": self.describe(), "latents": rows.source, "status_counts": rows.status_counts()}
         table = pa.Table.from_arrays(arrays, schema=pa.schema(fields).with_metadata(
-            {b"facefeat": json.dumps(provenance, sort_keys=True, default=str).encode()}))
+            {b"facefeat": dumps_json(provenance, sort_keys=True).encode()}))
         if out is not None:
             from facefeat.io.tables import write_parquet_atomic
 
@@ -512,16 +502,8 @@ class LinearProbe:
         path = Path(path)
         with atomic_output(path) as tmp:
             save_file({"coef": np.ascontiguousarray(self.coef, dtype=np.float64)}, tmp,
-                      metadata={_METADATA_KEY: json.dumps(self.describe(), sort_keys=True, default=_json_default)})
+                      metadata={_METADATA_KEY: dumps_json(self.describe(), sort_keys=True)})
         return path
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def load_probe(path: str | Path) -> LinearProbe:
@@ -597,8 +579,7 @@ def _label_kind(y, column: str, kind: str, positive) -> tuple[str, np.ndarray, l
     else:
         neg, pos = ordered  # False < True, smaller < larger number, alphabetical for text
     y01 = (values.to_numpy() == pos).astype(np.int64)
-    return "logistic", y01, [_json_default(neg) if isinstance(neg, np.generic) else neg,
-                             _json_default(pos) if isinstance(pos, np.generic) else pos]
+    return "logistic", y01, [to_jsonable(neg), to_jsonable(pos)]
 
 
 @dataclass

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from facefeat.errors import ConfigError
 from facefeat.inversion.losses import LOSSES, ImageLoss, noise_regularization, normalize_noise_
@@ -258,6 +259,8 @@ def project(
     early_stop_min_delta: float = 1e-3,
     early_stop_start: float = 0.75,
     wplus_start: float = 0.0,
+    coarse_resolution: int | None = None,
+    coarse_fraction: float = 0.0,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     seed: int | Sequence[int] = 0,
@@ -320,6 +323,17 @@ def project(
         leaves the batch. Stopping without the ramp-down would forgo the annealing that most
         of the final quality comes from. None: every image runs ``num_steps``.
     early_stop_min_delta, early_stop_start : float
+    coarse_resolution : int, optional
+        Coarse-to-fine: for the first ``coarse_fraction`` of the steps the generator renders only
+        up to this resolution (one of its block resolutions below ``img_resolution``; see
+        ``SynthesisNetwork.forward(resolution=...)``) and the loss compares that coarse image
+        with the target area-downsampled to it. The coarse layers, which decide the face's
+        layout, get most of the work at a fraction of the cost per step (on the 256 px paper
+        configuration a 64 px step costs about a third of a full one); the remaining steps
+        refine at full resolution. ``loss_history``/``mse_history`` hold the coarse values for
+        the coarse steps. None: full resolution throughout.
+    coarse_fraction : float, default 0.0
+        Fraction of ``num_steps`` at ``coarse_resolution`` (counted on each image's own steps).
     betas, eps : Adam settings (NVIDIA: (0.9, 0.999), 1e-8).
     seed : int or sequence of int
         Per-image seeds; an int ``s`` gives image ``i`` the seed ``s + i``. The result for an
@@ -363,6 +377,12 @@ def project(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if noise_init not in NOISE_INITS:
         raise ConfigError(f"noise_init must be one of {NOISE_INITS}, got {noise_init!r}")
+    if not 0.0 <= coarse_fraction <= 1.0:
+        raise ConfigError(f"coarse_fraction must be in [0, 1], got {coarse_fraction}")
+    blocks = list(G.synthesis.block_resolutions)
+    if coarse_resolution is not None and coarse_resolution not in blocks[:-1]:
+        raise ConfigError(f"coarse_resolution must be one of the generator's block resolutions below its "
+                          f"{G.img_resolution} px output, {blocks[:-1]}, or None; got {coarse_resolution}")
     G_device = G.w_avg.device
     device = torch.device(device) if device is not None else G_device
     if device != G_device and not (device.type == G_device.type and device.index in (None, G_device.index)):
@@ -391,7 +411,10 @@ def project(
         "optimize_noise": optimize_noise, "loss": loss, "mse_weight": mse_weight, "lpips_weight": lpips_weight,
         "perceptual": getattr(perceptual, "provenance", None) if perceptual is not None else None,
         "early_stop_patience": early_stop_patience, "early_stop_min_delta": early_stop_min_delta,
-        "early_stop_start": early_stop_start, "wplus_start": wplus_start if space == "wplus" else None, "betas": list(betas), "eps": eps, "optimizer": "adam",
+        "early_stop_start": early_stop_start, "wplus_start": wplus_start if space == "wplus" else None,
+        "coarse_resolution": coarse_resolution if coarse_fraction > 0 else None,
+        "coarse_fraction": coarse_fraction if coarse_resolution is not None else 0.0,
+        "betas": list(betas), "eps": eps, "optimizer": "adam",
         "batch_invariant": batch_invariant,
         "noise_init": (("N(0,1) per map from the image's seed" if noise_init == "random" else
                         "generator const buffers, then optimised") if optimize_noise else "generator const buffers"),
@@ -403,7 +426,8 @@ def project(
                    optimize_noise=optimize_noise, noise_init=noise_init, loss=loss, perceptual=perceptual,
                    mse_weight=mse_weight,
                    lpips_weight=lpips_weight, early_stop_patience=early_stop_patience,
-                   early_stop_min_delta=early_stop_min_delta, early_stop_start=early_stop_start, wplus_start=wplus_start, betas=betas,
+                   early_stop_min_delta=early_stop_min_delta, early_stop_start=early_stop_start, wplus_start=wplus_start,
+                   coarse_resolution=coarse_resolution, coarse_fraction=coarse_fraction, betas=betas,
                    eps=eps, batch_invariant=batch_invariant, return_images=return_images, return_noises=return_noises,
                    trajectory_every=trajectory_every, callback=callback)
     chunk = n if batch_size is None else batch_size
@@ -431,23 +455,25 @@ def project(
         latent_history=cat("latent_history"), images=cat("images"), seconds=seconds, params=params)
 
 
-def _synthesize(G, latents: torch.Tensor, noises: list[torch.Tensor] | None) -> torch.Tensor:
+def _synthesize(G, latents: torch.Tensor, noises: list[torch.Tensor] | None,
+                resolution: int | None = None) -> torch.Tensor:
     ws = latents.expand(-1, G.num_ws, -1) if latents.shape[1] == 1 else latents
     if noises is None:
-        return G.synthesis(ws, noise_mode="const")
-    return G.synthesis(ws, noise=noises)
+        return G.synthesis(ws, noise_mode="const", resolution=resolution)
+    return G.synthesis(ws, noise=noises, resolution=resolution)
 
 
 def _loss_and_grads(G, objective: ImageLoss, lat: torch.Tensor, nz: list[torch.Tensor] | None,
                     w_noise: torch.Tensor | None, rows: list[int], act: torch.Tensor | None,
-                    regularize_noise_weight: float) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+                    regularize_noise_weight: float, resolution: int | None = None,
+                    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """Per-image data loss, images and gradients for rows ``rows`` of this step's active set."""
     sel = torch.tensor(rows, device=lat.device) if len(rows) != lat.shape[0] else None
     pick = (lambda t: t) if sel is None else (lambda t: t.index_select(0, sel))
     lat_l = pick(lat).detach().requires_grad_(True)
     nz_l = None if nz is None else [pick(n).detach().requires_grad_(True) for n in nz]
     w_in = lat_l if w_noise is None else lat_l + pick(w_noise)
-    synth = _synthesize(G, w_in, nz_l)
+    synth = _synthesize(G, w_in, nz_l, resolution)
     tidx = None
     if act is not None or sel is not None:
         base = act.to(lat.device) if act is not None else torch.arange(lat.shape[0], device=lat.device)
@@ -464,7 +490,8 @@ def _project_batch(G, target: torch.Tensor, init: torch.Tensor, seeds: list[int]
                    space, num_steps, w_avg, w_std, initial_learning_rate, initial_noise_factor,
                    lr_rampdown_length, lr_rampup_length, noise_ramp_length, regularize_noise_weight,
                    optimize_noise, noise_init, loss, perceptual, mse_weight, lpips_weight, early_stop_patience,
-                   early_stop_min_delta, early_stop_start, wplus_start, betas, eps, batch_invariant, return_images,
+                   early_stop_min_delta, early_stop_start, wplus_start, coarse_resolution, coarse_fraction, betas, eps,
+                   batch_invariant, return_images,
                    return_noises, trajectory_every, callback) -> dict[str, Any]:
     b = target.shape[0]
     gens = [torch.Generator().manual_seed(s) for s in seeds]
@@ -485,6 +512,12 @@ def _project_batch(G, target: torch.Tensor, init: torch.Tensor, seeds: list[int]
     adam = _Adam(variables, betas, eps)
     objective = ImageLoss(loss, target, perceptual=perceptual, mse_weight=mse_weight, lpips_weight=lpips_weight,
                           per_image=batch_invariant)
+    coarse_steps = int(math.ceil(coarse_fraction * num_steps)) if coarse_resolution is not None else 0
+    if coarse_steps:
+        # area downsampling: each coarse pixel is the mean of the target pixels it covers
+        coarse_target = F.avg_pool2d(target, G.img_resolution // coarse_resolution)
+        coarse_objective = ImageLoss(loss, coarse_target, perceptual=perceptual, mse_weight=mse_weight,
+                                     lpips_weight=lpips_weight, per_image=batch_invariant)
 
     active = torch.ones(b, dtype=torch.bool)
     steps = torch.zeros(b, dtype=torch.int64)
@@ -525,10 +558,13 @@ def _project_batch(G, target: torch.Tensor, init: torch.Tensor, seeds: list[int]
                                  else torch.zeros(rows, lat.shape[2]) for i, sc in zip(act.tolist(), scales)])
             w_noise = eps_w.to(device)
         groups = [[k] for k in range(act.numel())] if batch_invariant else [list(range(act.numel()))]
+        # every active image has taken exactly `step` steps, so the phase is each image's own
+        coarse = step < coarse_steps
+        step_objective, step_target = (coarse_objective, coarse_target) if coarse else (objective, target)
         data_parts, synth_parts, grad_parts = [], [], []
         for grp in groups:
-            d, sy, gr = _loss_and_grads(G, objective, lat, nz, w_noise, grp, act if idx is not None else None,
-                                        regularize_noise_weight)
+            d, sy, gr = _loss_and_grads(G, step_objective, lat, nz, w_noise, grp, act if idx is not None else None,
+                                        regularize_noise_weight, coarse_resolution if coarse else None)
             data_parts.append(d)
             synth_parts.append(sy)
             grad_parts.append(gr)
@@ -550,7 +586,8 @@ def _project_batch(G, target: torch.Tensor, init: torch.Tensor, seeds: list[int]
         with torch.no_grad():
             data_cpu = data.detach().double().cpu()
             loss_hist[act, step] = data_cpu.float()
-            mse_hist[act, step] = image_mse(synth, target if all_active else target.index_select(0, idx)).cpu()
+            mse_hist[act, step] = image_mse(synth, step_target if all_active else
+                                            step_target.index_select(0, idx)).cpu()
         steps[act] += 1
         if early_stop_patience is not None:
             clock_now = steps[act] + skipped[act]

@@ -23,7 +23,7 @@ from facefeat.io.hashing import sha256_bytes
 log = logging.getLogger(__name__)
 
 #: Per-image statuses, in the order reports list them.
-STATUSES = ("ok", "no_face", "multiple_faces", "unreadable", "too_large", "error")
+STATUSES = ("ok", "no_face", "multiple_faces", "truncated", "unreadable", "too_large", "error")
 
 #: Formats accepted, as PIL names them (sniffed from content, never from the extension).
 #: MPO is the multi-picture JPEG some cameras write; its first frame is the photo.

@@ -8,12 +8,15 @@ file, the column or rows, and the fix.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from facefeat.errors import InputError
 from facefeat.io.hashing import sha256_bytes
-from facefeat.io.images import ImageRecord, list_folder, records_from_paths, split_duplicates
+from facefeat.io.images import IMAGE_SUFFIXES, ImageRecord, list_folder, records_from_paths, split_duplicates
+
+log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ("subject_id", "path")
 SUBJECT_FROM = ("stem", "parent")
@@ -33,12 +36,16 @@ class Inputs:
         The folder or manifest given.
     manifest_sha256 : str
         Hash of the (subject_id, image_id) list: two runs over the same inputs share it.
+    skipped : list of str
+        For folders: files that are not images by their suffix (relative to the folder), so
+        that nothing is left out uncounted.
     """
 
     records: list[ImageRecord]
     duplicates: list[dict]
     source: str
     manifest_sha256: str
+    skipped: list[str] = field(default_factory=list)
 
 
 def load_inputs(source: str | Path, *, subject_from: str = "stem", recursive: bool = True) -> Inputs:
@@ -60,6 +67,7 @@ def load_inputs(source: str | Path, *, subject_from: str = "stem", recursive: bo
     InputError
     """
     source = Path(source)
+    skipped: list[str] = []
     if source.suffix.lower() in (".csv", ".parquet", ".tsv"):
         paths, subjects = _read_manifest(source)
     else:
@@ -67,10 +75,25 @@ def load_inputs(source: str | Path, *, subject_from: str = "stem", recursive: bo
             raise InputError(f"subject_from = {subject_from!r}; allowed values: {', '.join(SUBJECT_FROM)}")
         paths = list_folder(source, recursive=recursive)
         subjects = [p.stem if subject_from == "stem" else p.parent.name for p in paths]
+        skipped = non_image_files(source, recursive=recursive)
+        if skipped:
+            log.warning("%s: %d file(s) skipped, not images by suffix (first: %s)", source, len(skipped), skipped[0])
     records = records_from_paths(paths, subjects)
     keep, dropped = split_duplicates(records)
     listing = json.dumps(sorted([r.subject_id, r.image_id] for r in keep)).encode()
-    return Inputs(records=keep, duplicates=dropped, source=str(source), manifest_sha256=sha256_bytes(listing))
+    return Inputs(records=keep, duplicates=dropped, source=str(source), manifest_sha256=sha256_bytes(listing),
+                  skipped=skipped)
+
+
+def non_image_files(folder: Path, *, recursive: bool = True) -> list[str]:
+    """Files under ``folder`` that a folder run skips (suffix not an image's), relative paths, sorted.
+
+    The complement of :func:`facefeat.io.images.list_folder`: hidden files (``.DS_Store``)
+    are listed too.
+    """
+    pattern = "**/*" if recursive else "*"
+    return sorted(p.relative_to(folder).as_posix() for p in folder.glob(pattern)
+                  if p.is_file() and (p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith(".")))
 
 
 def _read_manifest(path: Path) -> tuple[list[Path], list[str]]:

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from facefeat.io.hashing import sha256_bytes, sha256_file
+from facefeat.io.images import STATUSES
+from facefeat.io.jsonsafe import dumps_json
 from facefeat.report import html as h
 from facefeat.report.figures import plot_png
 from facefeat.report.study import Study
@@ -25,29 +27,21 @@ MAX_LISTED_FAILURES = 50
 # -- cohort ----------------------------------------------------------------------------------------
 
 def image_status(study: Study) -> pd.DataFrame:
-    """One row per image of the run: image_id, subject_id, and its status in every table the
-    model uses (``ok`` only where every one says ok, else the first non-ok status)."""
-    merged = None
+    """One row per image of the run: image_id, subject_id, and its status across the tables the
+    model uses, by the one rule of :func:`facefeat.io.features.combine_status` (``ok`` only where
+    every table says ok, else the first non-ok status in extractor order)."""
+    from facefeat.io.tables import read_features
+
     tables = study.model_tables
-    for t in tables:
-        k = t.keys[["image_id", "subject_id", "status"]].rename(columns={"status": f"status__{t.name}"})
-        merged = k if merged is None else merged.merge(k, on=["image_id", "subject_id"], how="outer")
-    cols = [f"status__{t.name}" for t in tables]
-
-    def overall(row):
-        for c in cols:
-            if row[c] != "ok":
-                return row[c] if isinstance(row[c], str) else "missing"
-        return "ok"
-
-    merged["status"] = merged.apply(overall, axis=1) if len(merged) else pd.Series(dtype=str)
-    return merged
+    df = read_features([t.path for t in tables], flatten=False, include_failed=True)
+    cols = ["image_id", "subject_id", "status"] + [c for c in df.columns if c.startswith("status__")]
+    return df[cols]
 
 
 def cohort_section(study: Study) -> h.Section:
     ds = study.dataset
     images = image_status(study)
-    statuses = ["ok", "no_face", "multiple_faces", "unreadable", "too_large", "error"]
+    statuses = list(STATUSES)  # the one status vocabulary, in report order
     extra = sorted({s for t in study.tables for s in t.status_counts} - set(statuses))
     run_subjects = set(images["subject_id"].astype(str))
     usable = set(images.loc[images["status"] == "ok", "subject_id"].astype(str))
@@ -120,15 +114,11 @@ def _photos_per_subject(images: pd.DataFrame, analysed: list[str]) -> str:
 
 
 def _errors(study: Study) -> dict[str, str]:
-    import pyarrow.parquet as pq
+    """Error messages per image across the model's tables (``"<table>: <message>; ..."``)."""
+    from facefeat.io.tables import read_features
 
-    out: dict[str, str] = {}
-    for t in study.tables:
-        tab = pq.read_table(t.path, columns=["image_id", "error"]).to_pandas()
-        for i, e in zip(tab["image_id"], tab["error"]):
-            if isinstance(e, str) and e:
-                out[i] = f"{out[i]}; {t.name}: {e}" if i in out else f"{t.name}: {e}"
-    return out
+    df = read_features([t.path for t in study.model_tables], flatten=False, include_failed=True)
+    return {i: e for i, e in zip(df["image_id"], df["error"]) if isinstance(e, str) and e}
 
 
 # -- features --------------------------------------------------------------------------------------
@@ -294,7 +284,7 @@ def calibration_section(val: Validation, unit: str | None = None) -> h.Section:
 def settings_fingerprint(meta: dict) -> str:
     """sha256 of the model's estimator, parameters, feature schema and data settings (canonical JSON)."""
     payload = {k: meta.get(k) for k in ("estimator", "params", "schema", "settings")}
-    return sha256_bytes(json.dumps(payload, sort_keys=True, default=str).encode())
+    return sha256_bytes(dumps_json(payload, sort_keys=True).encode())
 
 
 def provenance_section(study: Study, val: Validation, report_info: dict[str, Any]) -> h.Section:
@@ -330,13 +320,12 @@ def provenance_section(study: Study, val: Validation, report_info: dict[str, Any
             ("extractor", f"{ext.get('name')} {ext.get('version')} from {ext.get('distribution') or ext.get('plugin')} "
                           f"{ext.get('distribution_version', '')}"),
             ("facefeat / created", f"{p.get('facefeat_version')} / {p.get('created')}"),
-            ("config", json.dumps(ext.get("config", {}), sort_keys=True, default=str)),
-            ("config fingerprint (sha256)", sha256_bytes(json.dumps(ext.get("config", {}), sort_keys=True,
-                                                                     default=str).encode())),
+            ("config", dumps_json(ext.get("config", {}), sort_keys=True)),
+            ("config fingerprint (sha256)", sha256_bytes(dumps_json(ext.get("config", {}), sort_keys=True).encode())),
             ("input", f"{inp.get('source')} (manifest sha256 {inp.get('manifest_sha256')}, {inp.get('n_images')} "
                       f"images, {len(inp.get('duplicates') or [])} exact duplicates skipped)"),
-            ("preprocessing", json.dumps({k: v for k, v in (p.get("preprocessing") or {}).items()
-                                          if k != "models_sha256"}, sort_keys=True, default=str)),
+            ("preprocessing", dumps_json({k: v for k, v in (p.get("preprocessing") or {}).items()
+                                           if k != "models_sha256"}, sort_keys=True)),
         ]
         rows += [(f"model file {label} sha256", digest) for label, digest in models.items()]
         if p.get("environment"):

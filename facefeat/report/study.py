@@ -80,18 +80,19 @@ def inspect_run(run_dir: str | Path) -> list[dict]:
     InputError
         No such folder, or no feature table in it.
     """
+    from facefeat.io.jsonsafe import to_jsonable
     from facefeat.io.tables import summarize_tables
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"RUN_DIR {run_dir} is not a folder; pass the --out folder of 'facefeat extract'")
-    # JSON round trip: the same plain values 'facefeat inspect --json' prints
-    return json.loads(json.dumps(summarize_tables(run_dir), default=str))
+    # the same plain values 'facefeat inspect --json' prints
+    return to_jsonable(summarize_tables(run_dir))
 
 
 def read_run(run_dir: str | Path) -> list[RunTable]:
     """The run's tables with their status counts, columns, provenance and key columns."""
-    import pyarrow.parquet as pq
+    from facefeat.io.tables import read_table
 
     out = []
     for rep in inspect_run(run_dir):
@@ -101,7 +102,7 @@ def read_run(run_dir: str | Path) -> list[RunTable]:
         if missing:
             raise InputError(f"{path} lacks the key column(s) {missing} of a facefeat feature table; "
                              "RUN_DIR must hold only tables written by 'facefeat extract'")
-        keys = pq.read_table(path, columns=["image_id", "subject_id", "status"]).to_pandas()
+        keys = read_table(path, columns=["image_id", "subject_id", "status"]).to_pandas()
         out.append(RunTable(path.stem, path, int(rep["rows"]), dict(rep["status_counts"]), rep["columns"],
                             rep.get("provenance") or {}, keys))
     return out

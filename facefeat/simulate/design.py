@@ -44,7 +44,8 @@ POPULATION_SAMPLES = 20000
 POPULATION_SEED = 20240601
 #: Name of the bundled tiny test generator (32 px, num_ws 8, w_dim 64).
 TINY_GENERATOR = "tiny"
-_TINY_FILE = Path("tests") / "data" / "stylegan2" / "rosinality_tiny_train_ckpt.pt"
+#: Package data file of the tiny generator (facefeat format; see facefeat/data/README.md).
+_TINY_FILE = "tiny_generator.safetensors"
 
 
 # --------------------------------------------------------------------------------------------
@@ -52,20 +53,20 @@ _TINY_FILE = Path("tests") / "data" / "stylegan2" / "rosinality_tiny_train_ckpt.
 # --------------------------------------------------------------------------------------------
 
 def tiny_generator_path() -> Path:
-    """Path of the bundled tiny StyleGAN2 test generator (a source checkout's test data).
+    """Path of the bundled tiny StyleGAN2 test generator (package data, ``facefeat/data/``).
 
     Raises
     ------
     ModelError
-        Not found (facefeat installed from a wheel, without its tests).
+        Not found (an install that left out facefeat's package data, or facefeat imported from a
+        zip file).
     """
-    import facefeat
+    from importlib.resources import files
 
-    root = Path(facefeat.__file__).resolve().parent.parent
-    path = root / _TINY_FILE
-    if not path.is_file():
-        raise ModelError(f"the tiny test generator {_TINY_FILE} is not here ({path}); it ships with a source checkout "
-                         f"of facefeat. Pass --generator with a checkpoint file or a registry name instead")
+    path = Path(str(files("facefeat").joinpath("data", _TINY_FILE)))
+    if not path.is_file() or not path.with_suffix(".json").is_file():
+        raise ModelError(f"the tiny test generator {path} (and its .json) is not installed with facefeat: reinstall "
+                         "facefeat, or pass --generator with a checkpoint file or a registry name")
     return path
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from facefeat.errors import ConfigError, FacefeatError
+from facefeat.io.jsonsafe import dumps_json, to_jsonable
 from facefeat.simulate import design
 
 log = logging.getLogger(__name__)
@@ -206,9 +207,11 @@ def make_estimator(model: str = DEFAULT_MODEL, model_params: dict | None = None,
 
 
 def _latent_frame(latents: np.ndarray, column: str, index: list[str]) -> pd.DataFrame:
+    from facefeat.io.features import flat_columns
+
     flat = latents.reshape(len(latents), -1)
-    # the names facefeat.survival.load_feature_table gives a flattened embedding column
-    return pd.DataFrame(flat, columns=[f"{column}_{i}" for i in range(flat.shape[1])], index=pd.Index(index, name="subject_id"))
+    # the names every reader of the feature table gives a flattened embedding column
+    return pd.DataFrame(flat, columns=flat_columns(column, flat.shape[1]), index=pd.Index(index, name="subject_id"))
 
 
 def _fit_cv(X: pd.DataFrame, y: np.ndarray, *, model, model_params, pca, folds, repeats, seed):
@@ -481,23 +484,18 @@ def summary_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _json(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _json(v.tolist())
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if v is None or isinstance(v, (str, int, bool)):
-        return v
-    return str(v)
+def simulation_extractor(inversion: dict[str, Any], checkpoint: Path):
+    """The registered extractor whose table a simulated cohort's latents go into: ``stylegan2``
+    for projection (space as simulated), ``e4e`` for the encoder; its ``output_schema()`` gives
+    the table's columns, so a simulated study reads exactly like an extracted one."""
+    from facefeat.engine.registry import load_registry
+
+    registry = load_registry()
+    if inversion["method"] == "projection":
+        return registry.create("stylegan2", {"checkpoint": str(checkpoint),
+                                             "space": "wplus" if inversion["space"] == "wplus" else "w"})
+    return registry.create("e4e", {"encoder": str(inversion.get("encoder") or inversion.get("params", {}).get("encoder")),
+                                   "generator": str(checkpoint)})
 
 
 def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict, direction: np.ndarray,
@@ -507,10 +505,10 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
     from sklearn.base import clone
 
     from facefeat._version import __version__
-    from facefeat.engine.extractor import embedding_array, embedding_field
+    from facefeat.engine.extractor import embedding_array
     from facefeat.io.atomic import write_bytes_atomic
     from facefeat.io.hashing import sha256_bytes, sha256_file
-    from facefeat.io.tables import table_schema, write_parquet_atomic
+    from facefeat.io.tables import assemble_table, write_feature_table
     from facefeat.report.figures import array_png
     from facefeat.survival.dataset import dataset_schema, load_survival_data
     from facefeat.survival.persist import save_model
@@ -535,48 +533,42 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
         write_bytes_atomic(p, data)
         ids.append(sha256_bytes(data))
         paths.append(str(p.resolve()))
-    # feature table, as the stylegan2 extractor writes it
+    # feature table in the layout and with the columns of the extractor that makes such latents
     n, rows, w_dim = cohort.latents.shape
     inv = summary["inversion"]
     col = cohort.column
-    ext_name = col.split("__", 1)[0]
-    ext_fields = [embedding_field(col, [rows, w_dim], f"StyleGAN2 {'W+' if rows > 1 else 'W'} latent of the simulated "
-                                                       f"face ({inv['method']}; generator {checkpoint.name})")]
-    diag_types = {"loss": pa.float64(), "mse": pa.float64(), "psnr": pa.float64(), "lpips": pa.float64(),
-                  "steps": pa.int32()}
-    ext_fields += [pa.field(f"diag__{ext_name}__{k}", t) for k, t in diag_types.items()]
-    config = {"checkpoint": str(checkpoint), "network": "G_ema", "space": inv["space"], "steps": inv["steps"],
-              "seed": summary["design"]["seed"], "batch_invariant": False,
+    ext = simulation_extractor(inv, checkpoint)
+    ext_schema = ext.output_schema()
+    if col not in ext_schema.names or ext_schema.field(col).type.list_size != rows * w_dim:
+        raise RuntimeError(f"the {ext.name} extractor's {col} does not hold {rows} x {w_dim} latents")  # a bug
+    config = {**ext.config, "seed": summary["design"]["seed"],
               **{k: v for k, v in (cohort.inversion or {}).items() if k in (
                   "optimize_noise", "initial_noise_factor", "initial_learning_rate", "lr_rampdown_length",
                   "lr_rampup_length", "noise_ramp_length", "w_avg_samples", "w_avg_seed", "loss",
-                  "regularize_noise_weight", "early_stop_patience", "wplus_start", "encoder")}}
+                  "regularize_noise_weight", "early_stop_patience", "wplus_start")}}
+    if inv["method"] == "projection":
+        config["steps"] = inv["steps"]
     provenance = {
         "facefeat_version": __version__,
         "created": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
-        "extractor": {"name": ext_name, "version": "simulate-1", "config": _json(config)},
+        "extractor": {"name": ext.name, "version": f"{ext.version}+simulate", "config": to_jsonable(config)},
         "models_sha256": {"checkpoint": sha256_file(checkpoint) if checkpoint.is_file() else None},
-        "simulation": _json({"design": summary["design"], "generator": generator_info,
+        "simulation": to_jsonable({"design": summary["design"], "generator": generator_info,
                              "inversion": {k: v for k, v in inv.items() if k != "params"}}),
         "input": {"source": str(img_dir.resolve()), "n_images": n},
         "status_counts": {"ok": n},
     }
-    schema = table_schema(pa.schema(ext_fields), provenance)
     res = cohort.images.shape[1]
     columns: dict[str, Any] = {
-        "image_id": pa.array(ids, pa.string()), "subject_id": pa.array(cohort.subject_ids, pa.string()),
-        "path": pa.array(paths, pa.string()), "status": pa.array(["ok"] * n, pa.string()),
-        "error": pa.nulls(n, pa.string()),
-        "diag__image_width": pa.array([res] * n, pa.int32()), "diag__image_height": pa.array([res] * n, pa.int32()),
-        "diag__image_format": pa.array(["PNG"] * n, pa.string()),
+        "image_id": ids, "subject_id": list(cohort.subject_ids), "path": paths, "status": ["ok"] * n,
+        "diag__image_width": [res] * n, "diag__image_height": [res] * n, "diag__image_format": ["PNG"] * n,
         col: embedding_array(cohort.latents.reshape(n, -1).astype(np.float32)),
     }
-    for k, t in diag_types.items():
-        v = cohort.diag.get(k)
-        columns[f"diag__{ext_name}__{k}"] = pa.nulls(n, t) if v is None else pa.array(v, t)
-    arrays = [columns[f.name] if f.name in columns else pa.nulls(n, f.type) for f in schema]
-    table = pa.Table.from_arrays(arrays, schema=schema)
-    write_parquet_atomic(table, out / "features" / f"{ext_name}.parquet")
+    # the inversion's diagnostics under the extractor's own names (those it does not have are left out)
+    for name, value in cohort.diag.items():
+        if f"diag__{ext.name}__{name}" in ext_schema.names and value is not None:
+            columns[f"diag__{ext.name}__{name}"] = pa.array(value, ext_schema.field(f"diag__{ext.name}__{name}").type)
+    write_feature_table(assemble_table(ext_schema, columns, provenance=provenance), out / "features" / f"{ext.name}.parquet")
     # clinical table and truth
     result.clinical.to_csv(out / "clinical.csv", index=False, float_format="%.10g")
     np.savez_compressed(out / "truth.npz", z=cohort.z, w=cohort.w, direction=direction, w_mean=moments["w_mean"],
@@ -604,11 +596,11 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
     write_cv_results(out / "model" / "cv", result.cv, model=est.model, fusion=est.fusion,
                      spec_sha256=spec_fingerprint(est, dataset_schema(ds), settings),
                      title="Cross-validation of the recovered model (facefeat simulate)")
-    (out / "cv_recovered.json").write_text(json.dumps(_json(result.cv.to_dict()), indent=2))
-    (out / "cv_oracle.json").write_text(json.dumps(_json(result.oracle_cv.to_dict()), indent=2))
+    (out / "cv_recovered.json").write_text(json.dumps(to_jsonable(result.cv.to_dict()), indent=2))
+    (out / "cv_oracle.json").write_text(json.dumps(to_jsonable(result.oracle_cv.to_dict()), indent=2))
     (out / "summary.md").write_text("# Simulated study\n\n" + summary_table(summary))
     # last and whole: a summary.json marks a finished study ('facefeat simulate' tells an interrupted one by it)
-    write_bytes_atomic(out / "summary.json", json.dumps(_json(summary), indent=2).encode())
+    write_bytes_atomic(out / "summary.json", dumps_json(summary, indent=2).encode())
 
 
 # --------------------------------------------------------------------------------------------

@@ -62,6 +62,10 @@ class FeatureBlock(TransformerMixin, BaseEstimator):
         Cox model identifiable (it has no intercept to absorb a full set of dummies).
     random_state : int, optional
         For the PCA solver.
+    unknown_levels : {"warn", "error", "ignore"}, default "warn"
+        A categorical level at transform (prediction) time that the training data did not
+        have: one warning naming the column and level (the row is encoded as the reference
+        level, so it gets the reference level's risk), a ``DataError``, or silence.
 
     Attributes
     ----------
@@ -85,6 +89,7 @@ class FeatureBlock(TransformerMixin, BaseEstimator):
         constant: str = "drop",
         one_hot_drop: str | None = "first",
         random_state: int | None = None,
+        unknown_levels: str = "warn",
     ):
         self.columns = columns
         self.regex = regex
@@ -95,6 +100,7 @@ class FeatureBlock(TransformerMixin, BaseEstimator):
         self.constant = constant
         self.one_hot_drop = one_hot_drop
         self.random_state = random_state
+        self.unknown_levels = unknown_levels
 
     # -- selection and checks ------------------------------------------------------------------
 
@@ -319,8 +325,16 @@ class FeatureBlock(TransformerMixin, BaseEstimator):
                 sub[num] = values
             for c in cat:
                 sub[c] = sub[c].astype(object).where(sub[c].notna(), np.nan).map(lambda v: v if v is np.nan else str(v))
+            if cat:
+                from facefeat.survival.guards import check_unseen_levels
+
+                enc = self._ct.named_transformers_["cat"].named_steps["onehot"]
+                for k, c in enumerate(cat):
+                    check_unseen_levels(c, enc.categories_[k], sub[c].tolist(),
+                                        action=getattr(self, "unknown_levels", "warn"))
             with warnings.catch_warnings():
-                # unknown categories are encoded as the reference level; that is the documented handling
+                # unseen levels were reported above (once, naming column and level); the encoder's
+                # own warning would repeat it without the column
                 warnings.filterwarnings("ignore", message="Found unknown categories")
                 out = np.asarray(self._ct.transform(sub), dtype=np.float64)
         if self.pca_ is not None:

@@ -100,6 +100,174 @@ def _cox_1d(beta: float, z: np.ndarray, rs: _RiskSets, ties: str) -> tuple[float
     return ll, grad, info
 
 
+def _cox_derivatives(beta: np.ndarray, Xs: np.ndarray, rs: _RiskSets, ties: str) -> tuple[float, np.ndarray, np.ndarray]:
+    """Log partial likelihood, score and observed information of a Cox model.
+
+    ``Xs`` is the design already in ``rs.order`` (sorted by decreasing time).
+    """
+    eta = Xs @ beta
+    c = eta.max() if len(eta) else 0.0
+    w = np.exp(eta - c)
+    idx = rs.ends[rs.ev]
+    wx = w[:, None] * Xs
+    S0 = np.cumsum(w)[idx]
+    S1 = np.cumsum(wx, axis=0)[idx]
+    S2 = np.cumsum(wx[:, :, None] * Xs[:, None, :], axis=0)[idx]
+    if ties == "efron":
+        f = rs.rank / rs.d
+        ev = rs.ev
+        T0 = np.zeros(rs.n_groups)
+        np.add.at(T0, rs.group, w[ev])
+        T1 = np.zeros((rs.n_groups, Xs.shape[1]))
+        np.add.at(T1, rs.group, wx[ev])
+        T2 = np.zeros((rs.n_groups, Xs.shape[1], Xs.shape[1]))
+        np.add.at(T2, rs.group, wx[ev][:, :, None] * Xs[ev][:, None, :])
+        S0 = S0 - f * T0[rs.group]
+        S1 = S1 - f[:, None] * T1[rs.group]
+        S2 = S2 - f[:, None, None] * T2[rs.group]
+    m = S1 / S0[:, None]
+    ll = float((eta[rs.ev] - c - np.log(S0)).sum())
+    grad = (Xs[rs.ev] - m).sum(axis=0)
+    info = (S2 / S0[:, None, None] - m[:, :, None] * m[:, None, :]).sum(axis=0)
+    return ll, grad, info
+
+
+def fit_cox(
+    X: Any, time: np.ndarray, event: np.ndarray, *, ties: str = "efron", max_iter: int = 100, tol: float = 1e-9,
+    init: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Unpenalised Cox proportional hazards fit by Newton-Raphson with step halving.
+
+    Written for inference (standard errors, Wald tests, likelihood-ratio tests); the same
+    likelihood as R's ``coxph`` and lifelines (Efron or Breslow ties).
+
+    Parameters
+    ----------
+    X : array-like of shape (n, p)
+        Design matrix (no intercept); ``p`` may be 0 (the null model).
+    time, event : array-like of shape (n,)
+    ties : {"efron", "breslow"}
+    max_iter : int, default 100
+    tol : float, default 1e-9
+        Convergence when the Newton step's largest component is below ``tol`` (or the
+        log-likelihood no longer changes).
+    init : array-like, optional
+        Starting coefficients (default zeros).
+
+    Returns
+    -------
+    dict
+        ``coef``, ``se``, ``cov`` (inverse observed information; NaN where singular),
+        ``loglik``, ``loglik_null`` (all coefficients zero), ``n``, ``events``, ``n_iter``,
+        ``converged`` and ``diverging`` (indices of coefficients that grew without bound:
+        monotone likelihood, i.e. complete or quasi-complete separation).
+    """
+    if ties not in TIES:
+        raise ConfigError(f"ties must be one of {TIES}, not {ties!r}")
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    time = np.asarray(time, float)
+    event = np.asarray(event, bool)
+    if not event.any():
+        raise DataError("a Cox model needs at least one event")
+    rs = _RiskSets(time, event)
+    Xs = X[rs.order]
+    p = X.shape[1]
+    beta = np.zeros(p) if init is None else np.asarray(init, float).copy()
+    ll0 = float(cox_log_partial_likelihood(np.zeros(len(time)), time, event, ties, _rs=rs))
+    ll, grad, info = _cox_derivatives(beta, Xs, rs, ties)
+    converged = p == 0
+    n_iter = 0
+    history = [beta.copy()]
+    for n_iter in range(1, max_iter + 1):
+        if p == 0:
+            break
+        try:
+            step = np.linalg.solve(info, grad)
+        except np.linalg.LinAlgError:
+            step = np.linalg.lstsq(info, grad, rcond=None)[0]
+        new = beta + step
+        ll_new, g_new, i_new = _cox_derivatives(new, Xs, rs, ties)
+        halvings = 0
+        while (not np.isfinite(ll_new) or ll_new < ll - 1e-12) and halvings < 30:
+            step = step / 2
+            new = beta + step
+            ll_new, g_new, i_new = _cox_derivatives(new, Xs, rs, ties)
+            halvings += 1
+        done = np.max(np.abs(step)) < tol or abs(ll_new - ll) < tol * max(1.0, abs(ll))
+        beta, ll, grad, info = new, ll_new, g_new, i_new
+        history.append(beta.copy())
+        if done:
+            converged = True
+            break
+    cov = np.full((p, p), np.nan)
+    if p:
+        try:
+            cov = np.linalg.inv(info)
+            if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) <= 0):
+                cov = np.full((p, p), np.nan)
+        except np.linalg.LinAlgError:
+            pass
+    se = np.sqrt(np.diag(cov)) if p else np.zeros(0)
+    # monotone likelihood: a coefficient that keeps growing while the likelihood creeps up
+    # (its standard error explodes with it); |coef| > 10 on a standardised scale, or an SE
+    # larger than the coefficient's size by orders of magnitude, flags it
+    diverging = [j for j in range(p) if abs(beta[j]) > 10 and (not np.isfinite(se[j]) or se[j] > 5)]
+    return {"coef": beta, "se": se, "cov": cov, "loglik": ll, "loglik_null": ll0, "n": int(len(time)),
+            "events": int(event.sum()), "n_iter": n_iter, "converged": bool(converged), "diverging": diverging}
+
+
+#: Largest n * p * p for which the observed information is computed (memory of the (n, p, p) sums).
+MAX_INFORMATION_SIZE = 20_000_000
+
+
+def cox_inference(
+    coef: np.ndarray, X: np.ndarray, time: np.ndarray, event: np.ndarray, *, ties: str = "efron",
+) -> dict[str, Any]:
+    """Observed information, covariance and log-likelihood of a Cox model at given coefficients.
+
+    Called once after fitting (the estimator keeps the result) so that a hazard-ratio table can
+    be printed later without the training data.
+
+    Returns
+    -------
+    dict with ``coef``, ``cov`` (NaN where the information is singular or too large to
+    compute, see ``reason``), ``loglik``, ``loglik_null``, ``n``, ``events``, ``ties`` and
+    ``reason`` (empty, or why there is no covariance).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    coef = np.asarray(coef, float).ravel()
+    time = np.asarray(time, float)
+    event = np.asarray(event, bool)
+    rs = _RiskSets(time, event)
+    p = len(coef)
+    eta = X @ coef
+    out: dict[str, Any] = {
+        "coef": coef, "cov": np.full((p, p), np.nan), "ties": ties, "n": int(len(time)), "events": int(event.sum()),
+        "loglik": float(cox_log_partial_likelihood(eta, time, event, ties, _rs=rs)),
+        "loglik_null": float(cox_log_partial_likelihood(np.zeros(len(time)), time, event, ties, _rs=rs)),
+        "reason": "",
+    }
+    if len(time) * p * p > MAX_INFORMATION_SIZE:
+        out["reason"] = f"{p} terms on {len(time)} subjects: too many for a table of Wald intervals"
+        return out
+    _, _, info = _cox_derivatives(coef, X[rs.order], rs, ties)
+    try:
+        cond = np.linalg.cond(info)
+        if not np.isfinite(cond) or cond > 1e12:
+            raise np.linalg.LinAlgError
+        cov = np.linalg.inv(info)
+        if np.all(np.isfinite(cov)) and np.all(np.diag(cov) > 0):
+            out["cov"] = cov
+        else:
+            raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        out["reason"] = ("the information matrix is singular: collinear terms, more terms than events, or "
+                         "(quasi-)complete separation")
+    return out
+
+
 def hazard_ratio_per_sd(
     risk: np.ndarray, time: np.ndarray, event: np.ndarray, *, ties: str = "efron", max_iter: int = 50
 ) -> dict[str, float]:
@@ -129,10 +297,13 @@ def hazard_ratio_per_sd(
         beta, ll, grad, info = new, ll_new, g_new, i_new
         if abs(step) < 1e-10:
             break
-    se = 1 / math.sqrt(info) if info > 0 else math.nan
-    if not math.isfinite(beta) or abs(beta) > 20 or not se == se:
-        # Monotone likelihood (the score separates events perfectly, typical of tiny test folds):
-        # the estimate runs off to infinity and has no finite value or interval.
+    # An information of rounding-error size means the score does not vary within any risk set
+    # (e.g. a ridge model whose risks differ only among subjects censored before the first
+    # event): no estimate. Without this, 1/sqrt(1e-17) ends in exp(1e8) -> OverflowError.
+    se = 1 / math.sqrt(info) if info > 1e-8 * max(len(rs.ev), 1) else math.nan
+    if not math.isfinite(beta) or abs(beta) > 20 or not math.isfinite(se) or se > 20:
+        # Monotone likelihood (the score separates events perfectly, typical of tiny test folds),
+        # or no variation to estimate from: no finite value or interval.
         return {"hr": math.nan, "ci_low": math.nan, "ci_high": math.nan, "coef": math.nan, "se": math.nan,
                 "p": math.nan}
     from scipy.stats import norm

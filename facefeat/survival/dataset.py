@@ -63,6 +63,8 @@ def load_survival_data(
     sep: str | None = None,
     decimal: str | None = None,
     require_target: bool = True,
+    robustness: str | Path | dict | None = None,
+    min_icc: float | None = None,
 ) -> SurvivalDataset:
     """Build the modelling table of subjects from a clinical table and feature tables.
 
@@ -88,6 +90,14 @@ def load_survival_data(
         One image block per extractor (column prefix before ``__``) instead of one ``image`` block.
     require_target : bool
         ``False`` for prediction on new subjects (time and event may be absent).
+    robustness : path or dict, optional
+        Robustness table (folder or file written by ``facefeat robustness``): image feature
+        columns whose ICC is below ``min_icc`` are dropped, embedding dimensions one by one
+        (:func:`facefeat.robustness.filter_features`); the filter's record is in
+        ``sources["robustness"]`` and the data report. A dict is such a record from a fitted
+        model: its ``dropped_columns`` are dropped again, without the table.
+    min_icc : float, optional
+        Threshold, required with a robustness table (e.g. 0.75 or 0.9).
     """
     if unmatched not in ("drop", "error"):
         raise ConfigError(f"unmatched must be 'drop' or 'error', not {unmatched!r}")
@@ -168,6 +178,8 @@ def load_survival_data(
         sources["features"] = images.attrs["files"]
         per_subject = aggregate_images(images, rule=aggregate, order_by=image_order, report=report)
         feat_cols = list(per_subject.attrs["feature_columns"])
+        if robustness is not None or min_icc is not None:
+            feat_cols = _robust_columns(feat_cols, robustness, min_icc, report, sources)
         clash = [c for c in feat_cols if c in clin.columns]
         if clash:
             raise DataError(f"column(s) {clash[:5]} are in both the clinical table and the feature tables")
@@ -187,6 +199,7 @@ def load_survival_data(
                 f"no subject id is both in the clinical table and the feature tables (e.g. clinical {list(clin.index[:3])}, "
                 f"features {list(per_subject.index[:3])}); check --id"
             )
+        _report_truncated(images, keep, report)
         frames = [clin.loc[keep, covs], per_subject.loc[keep, feat_cols]]
         if y is not None:
             y = y[clin.index.get_indexer(keep)]
@@ -199,6 +212,53 @@ def load_survival_data(
     if not blocks:
         raise ConfigError("no covariates and no feature tables: nothing to model")
     return SurvivalDataset(X, y, blocks, cat, report, schema, sources)
+
+
+def _report_truncated(images: pd.DataFrame, subjects: pd.Index, report: DataReport) -> None:
+    """Say how many of the photos modelled show a face cut by the frame (``diag__face_truncated > 0``):
+    their landmarks, and every feature derived from them (geometry, pose, aligned-crop embeddings),
+    rest on points the predictor extrapolated outside the photo."""
+    if "diag__face_truncated" not in images.columns:  # tables written before the diagnostic existed
+        return
+    used = images[images["subject_id"].isin(subjects)]
+    share = pd.to_numeric(used["diag__face_truncated"], errors="coerce")
+    measured = share.notna().to_numpy()
+    if not measured.any():  # e.g. simulated photos, which skip face detection
+        return
+    cut = (share > 0).to_numpy()
+    unmeasured = f"; not measured for {int((~measured).sum())}" if not measured.all() else ""
+    report.add("truncated faces", f"{int(cut.sum())} of the {int(measured.sum())} ok photos modelled "
+               f"({used.loc[cut, 'subject_id'].nunique()} subject(s)) show a face cut by the image frame "
+               f"(diag__face_truncated > 0){unmeasured}; their landmark-derived features use extrapolated points "
+               "(face.truncated: fail excludes them at extraction)",
+               count=int(cut.sum()), examples=used.loc[cut, "image_id"], level="warning" if cut.any() else "info")
+
+
+def _robust_columns(columns: list[str], robustness, min_icc, report: DataReport, sources: dict) -> list[str]:
+    """Apply the ICC filter of :func:`load_survival_data` and record it."""
+    if isinstance(robustness, dict):  # the record of a fitted model: drop the same columns again
+        dropped = set(robustness.get("dropped_columns") or [])
+        sources["robustness"] = robustness
+        return [c for c in columns if c not in dropped]
+    if robustness is None or min_icc is None:
+        raise ConfigError("a robustness filter needs both the table (--robustness) and the threshold (--min-icc)")
+    from facefeat.robustness import filter_features
+
+    kept, record = filter_features(columns, robustness, min_icc=min_icc)
+    if not kept:
+        raise DataError(f"no image feature reaches {record['form']} >= {record['min_icc']} in {record['table']} "
+                        f"({record['dropped']} dropped); lower --min-icc or drop --robustness")
+    sources["robustness"] = record
+    extra = (f"; {record['not_assessed']} column(s) of extractor(s) the table does not cover kept unfiltered "
+             f"({', '.join(record['not_assessed_extractors'])})" if record["not_assessed"] else "")
+    report.add("robustness filter",
+               f"kept {record['kept']} of {record['n_columns']} image feature columns with {record['form']} >= "
+               f"{record['min_icc']:g} ({record['perturbation']} perturbations, {record['table']}, sha256 "
+               f"{record['table_sha256']}); dropped "
+               f"{record['dropped']} ({record['dropped_below']} below the threshold, {record['dropped_undefined']} "
+               f"with an undefined ICC){extra}",
+               count=record["dropped"], examples=record["dropped_columns"], level="info")
+    return kept
 
 
 #: Public clinical data sets shipped with scikit-survival, used for validation tables and tests.
@@ -290,7 +350,7 @@ def load_model_dataset(
         covariates=list(settings.get("covariates_used") or []) or "none", categorical=settings.get("categorical"),
         aggregate=settings.get("aggregate") or "mean", image_order=settings.get("image_order"), unmatched=unmatched,
         block_per_extractor=bool(settings.get("block_per_extractor")), sep=sep, decimal=decimal,
-        require_target=require_target,
+        require_target=require_target, robustness=((meta.get("provenance") or {}).get("sources") or {}).get("robustness"),
     )
     try:
         check_schema(meta.get("schema") or {}, dataset_schema(ds))

@@ -74,6 +74,22 @@ def make_model(name: str, *, random_state: int | None = None, **params: Any) -> 
     return DeepSurv(**{"random_state": 0 if random_state is None else random_state, **kw})
 
 
+def _inference_of(model: Any, Xt: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
+    """Covariance and log-likelihood of a fitted CoxPHSurvivalAnalysis, for hazard-ratio tables.
+
+    Kept on the estimator (``cox_inference_``) so that a saved model can print its table
+    without the training data; ``None`` for other models.
+    """
+    if type(model).__name__ != "CoxPHSurvivalAnalysis":
+        return None
+    from facefeat.survival.cox import cox_inference
+
+    with np.errstate(all="ignore"):
+        out = cox_inference(model.coef_, Xt, y["time"], y["event"], ties=getattr(model, "ties", "breslow"))
+    out["alpha"] = float(np.max(np.asarray(getattr(model, "alpha", 0.0), float)))
+    return out
+
+
 def _default_block() -> FeatureBlock:
     # no preprocessing at all: X is used as given, only checked (NaN is an error, constant
     # columns are dropped and reported)
@@ -252,8 +268,25 @@ class SurvivalEstimator(BaseEstimator):
             names.extend(out if len(blocks) == 1 else [f"{name}:{f}" for f in out])
         Xt = parts[0] if len(parts) == 1 else np.hstack(parts)
         self.feature_names_out_ = np.asarray(names, dtype=object)
-        self.model_ = self._model_for(None).fit(Xt, self.y_train_)
+        self.model_ = self._fit_guarded(self._model_for(None), Xt, names)
+        self.cox_inference_ = _inference_of(self.model_, Xt, self.y_train_)
         self.unique_times_ = getattr(self.model_, "unique_times_", None)
+
+    def _fit_guarded(self, model: Any, Xt: np.ndarray, names: Sequence[str], y: Any = None, *,
+                     report: bool = True) -> Any:
+        """Fit ``model``; for linear Cox models, one clear warning instead of the solver's flood."""
+        from facefeat.survival import guards
+
+        y = self.y_train_ if y is None else y
+        if type(model).__name__ not in ("CoxPHSurvivalAnalysis", "CoxnetCV"):
+            return model.fit(Xt, y)
+        rep = self.report_ if report else None
+        warned = guards.check_dimensions(model, Xt.shape[1], int(y["event"].sum()), report=rep) if report else False
+        with guards.quiet_solver() as caught:
+            model.fit(Xt, y)
+        if report:
+            guards.check_fit(model, Xt, y, names, caught, report=rep, already_warned=warned)
+        return model
 
     def _fit_late(self, X: Any, blocks, event: np.ndarray, time: np.ndarray) -> None:
         from sklearn.model_selection import StratifiedKFold
@@ -271,10 +304,12 @@ class SurvivalEstimator(BaseEstimator):
         for j, (name, blk) in enumerate(blocks):
             for tr, te in folds:
                 b = clone(blk)
-                m = self._model_for(name).fit(b.fit_transform(rows[tr]), self.y_train_[tr])
+                # the fold fits are judged by the full-data fit below: one warning, not one per fold
+                m = self._fit_guarded(self._model_for(name), b.fit_transform(rows[tr]), (), self.y_train_[tr],
+                                      report=False)
                 oof[te, j] = m.predict(b.transform(rows[te]))
             b = clone(blk)
-            m = self._model_for(name).fit(b.fit_transform(X), self.y_train_)
+            m = self._fit_guarded(self._model_for(name), b.fit_transform(X), b.get_feature_names_out())
             self.report_.extend(b.report_)
             self.block_models_[name] = (b, m)
         names = [n for n, _ in blocks]
@@ -287,6 +322,7 @@ class SurvivalEstimator(BaseEstimator):
             # a tiny ridge keeps the stacker defined when two blocks' risks are collinear
             self.combiner_ = CoxPHSurvivalAnalysis(alpha=1e-6, ties="efron").fit(Z, self.y_train_)
             self.fusion_weights_ = pd.Series(self.combiner_.coef_, index=names, name="log HR per SD")
+            self.cox_inference_ = _inference_of(self.combiner_, Z, self.y_train_)
         else:
             w = np.array([float((self.weights or {}).get(n, 1.0)) for n in names])
             if (w < 0).any() or w.sum() <= 0:
@@ -294,6 +330,7 @@ class SurvivalEstimator(BaseEstimator):
             self.fusion_weights_ = pd.Series(w / w.sum(), index=names, name="weight")
             combined = Z @ self.fusion_weights_.to_numpy()
             self.combiner_ = CoxPHSurvivalAnalysis(ties="efron").fit(combined[:, None], self.y_train_)
+            self.cox_inference_ = _inference_of(self.combiner_, combined[:, None], self.y_train_)
         self.unique_times_ = self.combiner_.unique_times_
 
     # -- prediction ------------------------------------------------------------------------------

@@ -24,12 +24,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facefeat.errors import ConfigError
-from facefeat.survival.target import check_survival_target, to_structured
+from facefeat.errors import ConfigError, DataError
+from facefeat.survival.intervals import METRIC_BOUNDS, bounded_interval
+from facefeat.survival.markdown import markdown_table
+from facefeat.survival.target import check_survival_target, to_structured, training_target
 
 log = logging.getLogger("facefeat.survival")
 
 METRICS = ("c_index", "uno_c", "auc_mean", "ibs", "hr_per_sd")
+
+NO_PAIRS = "no comparable pair of subjects (no event before another subject's follow-up ends): every metric is undefined"
 
 
 def default_times(y: Any, *, kind: str = "auc") -> np.ndarray:
@@ -144,7 +148,11 @@ def _metrics_core(
     if not y_test["event"].any():
         notes.append("test set has no event: every metric is undefined (NaN)")
         return {**out, **{m: math.nan for m in ("c_index", "uno_c", "auc_mean", "ibs", "hr_per_sd")}}, curve
-    out["c_index"] = float(concordance_index_censored(y_test["event"], y_test["time"], risk)[0])
+    try:
+        out["c_index"] = float(concordance_index_censored(y_test["event"], y_test["time"], risk)[0])
+    except ValueError:  # sksurv's NoComparablePairException: no event before another subject's time
+        notes.append(NO_PAIRS)
+        return {**out, **{m: math.nan for m in ("c_index", "uno_c", "auc_mean", "ibs", "hr_per_sd")}}, curve
     tau_eff = min(tau, float(np.nextafter(y_train["time"].max(), 0)))
     try:
         out["uno_c"] = float(concordance_index_ipcw(y_train, y_test, risk, tau=tau_eff)[0])
@@ -205,18 +213,25 @@ class EvaluationResult:
         }
 
     def to_markdown(self) -> str:
-        from facefeat.survival.validation import markdown_table
-
         rows = []
         for m in METRICS:
             v = self.metrics.get(m, math.nan)
             lo, hi = self.intervals.get(m, (math.nan, math.nan))
+            how = "bootstrap percentile" if m in self.intervals else ""
             if m == "hr_per_sd" and m not in self.intervals:
                 lo, hi = self.metrics.get("hr_per_sd_low", math.nan), self.metrics.get("hr_per_sd_high", math.nan)
-            rows.append({"metric": m, "value": v, "95% low": lo, "95% high": hi})
+                how = "Wald, log scale"
+            rows.append({"metric": m, "value": v, "95% low": lo, "95% high": hi, "interval": how})
         text = markdown_table(pd.DataFrame(rows))
         text += f"\n{self.metrics.get('n')} subjects, {self.metrics.get('events')} events. "
         text += ", ".join(f"{k}: {v}" for k, v in self.settings.items() if k in ("tau", "n_bootstrap")) + "\n"
+        n_boot = self.settings.get("n_bootstrap") or 0
+        text += ("\nIntervals: " + (f"95 % bootstrap percentile intervals over {n_boot} resamples of the subjects "
+                 "(the model fixed), inside each metric's range by construction" if n_boot else
+                 "none for the C-indices, AUC and Brier score (pass --bootstrap N for percentile intervals)")
+                 + "; hazard ratio per SD of the risk score: "
+                 + ("bootstrap percentile" if n_boot else "95 % Wald interval of a one-covariate Cox model, log scale")
+                 + ".\n")
         for t, df in self.calibration.items():
             text += f"\nCalibration at t = {t:g}\n\n" + markdown_table(df)
         if self.notes:
@@ -250,8 +265,6 @@ def evaluate(
     -------
     EvaluationResult
     """
-    from facefeat.survival.validation import training_target
-
     event, time = check_survival_target(y, allow_all_censored=True)
     y_test = to_structured(event, time)
     y_tr = training_target(estimator) if y_train is None else to_structured(*check_survival_target(y_train))
@@ -267,6 +280,12 @@ def evaluate(
         surv_all = survival_at(estimator, X, np.concatenate([ibs_times, cal_all]))
         surv, surv_cal = surv_all[:, : len(ibs_times)], surv_all[:, len(ibs_times):]
     metrics, curve = _metrics_core(risk, surv, y_tr, y_test, times, ibs_times, tau, notes)
+    if NO_PAIRS in notes or not y_test["event"].any():
+        raise DataError(
+            f"the evaluation data ({len(y_test)} subjects, {int(y_test['event'].sum())} events) have no comparable pair "
+            "of subjects (an event before another subject's follow-up ends), so no metric is defined. If subjects "
+            "were dropped as unmatched, check that the clinical table's id column holds the same subject ids as the "
+            "feature tables; otherwise evaluate on more subjects.")
     calibration = {}
     if surv is not None:
         for j, t in enumerate(cal_all):
@@ -288,7 +307,11 @@ def bootstrap_intervals(
     ibs_times: np.ndarray, tau: float, *, n_bootstrap: int = 1000, random_state: int | None = None,
     notes: list[str] | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile 95 % intervals of each metric over bootstrap resamples of the test set."""
+    """Percentile 95 % intervals of each metric over bootstrap resamples of the test set.
+
+    Every resample's metric lies in the metric's range, so the percentile interval does too
+    (:func:`facefeat.survival.intervals.bounded_interval` with ``method="percentile"``).
+    """
     rng = np.random.default_rng(random_state)
     vals: dict[str, list[float]] = {m: [] for m in METRICS}
     n = len(y_test)
@@ -303,7 +326,8 @@ def bootstrap_intervals(
         a = a[np.isfinite(a)]
         if len(a) < 0.9 * n_bootstrap and notes is not None:
             notes.append(f"bootstrap: {k} undefined in {n_bootstrap - len(a)} of {n_bootstrap} resamples")
-        out[k] = (float(np.quantile(a, 0.025)), float(np.quantile(a, 0.975))) if len(a) else (math.nan, math.nan)
+        lo, hi, _ = bounded_interval(a, method="percentile", bounds=METRIC_BOUNDS.get(k))
+        out[k] = (lo, hi)
     return out
 
 
@@ -336,8 +360,6 @@ class SurvivalScorer:
         self.tau = tau
 
     def __call__(self, estimator: Any, X: Any, y: Any) -> float:
-        from facefeat.survival.validation import training_target
-
         event, time = check_survival_target(y, allow_all_censored=True)
         y_test = to_structured(event, time)
         risk = np.asarray(estimator.predict(X), dtype=float)

@@ -26,6 +26,7 @@ from typing import Any, Iterable
 
 from facefeat.io.atomic import write_bytes_atomic
 from facefeat.errors import DataError, ModelError
+from facefeat.io.jsonsafe import to_jsonable
 
 log = logging.getLogger("facefeat.survival")
 
@@ -70,18 +71,6 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
-        return v.item()
-    return repr(v)
-
-
 #: Settings that do not specify a model: what ``facefeat fit`` derives from the fitted model, and labels.
 FITTED_SETTINGS = ("risk_cutoffs", "covariates_used", "time_unit")
 
@@ -95,7 +84,7 @@ def _spec(v: Any) -> Any:
         return {str(k): _spec(x) for k, x in sorted(v.items(), key=lambda kv: str(kv[0]))}
     if isinstance(v, (list, tuple)):
         return [_spec(x) for x in v]
-    return _json_safe(v)
+    return to_jsonable(v)
 
 
 def spec_fingerprint(estimator: Any, schema: dict, settings: dict | None = None) -> str:
@@ -169,10 +158,10 @@ def save_model(model_dir: str | Path, estimator: Any, *, schema: dict, settings:
         "types": types,
         "spec_sha256": spec_fingerprint(estimator, schema, settings),
         "estimator": type(estimator).__name__,
-        "params": _json_safe(estimator.get_params(deep=False)) if hasattr(estimator, "get_params") else None,
-        "schema": _json_safe(schema),
-        "settings": _json_safe(settings or {}),
-        "provenance": _json_safe({
+        "params": to_jsonable(estimator.get_params(deep=False)) if hasattr(estimator, "get_params") else None,
+        "schema": to_jsonable(schema),
+        "settings": to_jsonable(settings or {}),
+        "provenance": to_jsonable({
             **(provenance or {}),
             "versions": _versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -10,44 +10,21 @@ under another model's heading.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 from facefeat.io.atomic import write_bytes_atomic
+from facefeat.io.jsonsafe import dumps_json
 
 RESULTS_FILE = "results.json"
 OOF_FILE = "oof_predictions.csv"
 
 
-def clean_json(v: Any) -> Any:
-    """``v`` as JSON data: NumPy scalars and arrays as Python values, NaN and inf as null."""
-    import numpy as np
-
-    if isinstance(v, dict):
-        return {str(k): clean_json(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [clean_json(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return clean_json(v.tolist())
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if v is None or isinstance(v, (str, int, bool)):
-        return v
-    return repr(v)
-
-
 def write_results(out: str | Path, data: dict, markdown: str) -> None:
-    """``results.json`` (``data`` through :func:`clean_json`) and ``results.md``, atomically."""
+    """``results.json`` (``data`` as strict JSON, :mod:`facefeat.io.jsonsafe`) and ``results.md``, atomically."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(out / RESULTS_FILE, json.dumps(clean_json(data), indent=2).encode())
+    write_bytes_atomic(out / RESULTS_FILE, dumps_json(data, indent=2).encode())
     write_bytes_atomic(out / "results.md", markdown.encode())
 
 

@@ -1,25 +1,22 @@
-"""Reading feature tables and clinical tables, and joining them per subject.
+"""Feature tables for modelling (through :mod:`facefeat.io.tables`) and clinical tables.
 
-This holds a minimal reader of the engine's Parquet feature tables (one row per image; key
-columns ``image_id``, ``subject_id``, ``path``, ``status``, ``error``; scalar features
-``<extractor>__<feature>``; embeddings as fixed-size list columns; diagnostics ``diag__*``).
-It is meant to be merged with :func:`facefeat.read_features` once the engine ships it.
+The feature tables are read by :func:`facefeat.io.tables.read_features`, the one reader of the
+contract (key ``(image_id, subject_id)``, status rule across tables, flattened names
+``<column>_0000``, aggregation rules in :mod:`facefeat.io.features`). This module adds what
+modelling needs, each step reported in a :class:`~facefeat.survival.report.DataReport`:
 
-Handling rules, each reported in a :class:`~facefeat.survival.report.DataReport`:
-
-- rows whose ``status`` is not ``ok`` are dropped and counted per status and table;
-- ``diag__*`` columns and the key columns are not features;
-- fixed-size list columns are flattened to ``<column>_<i>`` float columns (row-major);
-- with several tables, an image must be ``ok`` in every table to be kept;
-- several images of one subject are aggregated by ``mean`` (feature-wise, NaN-skipping),
-  ``first`` or ``most_recent`` (by an explicit ordering column).
+- rows whose ``status`` is not ``ok`` are dropped and counted per status and table, and the
+  images ok in some tables but not in all are counted;
+- ``diag__*`` columns and the key columns are not features; numeric and boolean columns become
+  float64 features, other columns are ignored and counted;
+- one photo filed under two subjects keeps one row per subject (and is counted);
+- several images of one subject are aggregated by ``mean``, ``first`` or ``most_recent``.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -28,110 +25,44 @@ import numpy as np
 import pandas as pd
 
 from facefeat.errors import ConfigError, DataError, InputError
+from facefeat.io.features import AGGREGATE_RULES, aggregate_subjects, flat_columns
+from facefeat.io.tables import KEY_COLUMNS, REQUIRED_COLUMNS, embedding_shape, feature_tables, read_features, read_schema
 from facefeat.survival.report import DataReport
 
-KEY_COLUMNS = ("image_id", "subject_id", "path", "status", "error")
-REQUIRED_KEYS = ("image_id", "subject_id", "status")
-AGGREGATE_RULES = ("mean", "first", "most_recent")
+REQUIRED_KEYS = REQUIRED_COLUMNS
+#: Non-feature columns carried beside the features when a table has them (the survival layer
+#: reports how many photos it used had a face cut by the frame: diag__face_truncated > 0).
+CARRIED = ("path", "diag__face_truncated")
 
 
-def _feature_files(paths: str | Path | Sequence[str | Path]) -> list[Path]:
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    files: list[Path] = []
-    for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            found = sorted(f for f in p.glob("*.parquet") if not f.name.startswith("."))
-            if not found:
-                raise InputError(f"no .parquet feature table in {p}; point --features at a run directory")
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise InputError(f"feature table {p} does not exist")
-    return files
-
-
-def _read_one(path: Path, keep: Sequence[str], report: DataReport) -> tuple[pd.DataFrame, dict]:
-    """Read one Parquet table: ok rows only, features flattened; returns (frame, schema)."""
+def _table_columns(path: Path, keep: Sequence[str]) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Feature columns of one table: (schema record, flat feature names, ignored columns)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for a bad file
-        raise InputError(f"cannot read feature table {path}: {exc}") from exc
-    missing = [c for c in REQUIRED_KEYS if c not in table.column_names]
+    schema = read_schema(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
     if missing:
-        raise DataError(
-            f"feature table {path} lacks key column(s) {missing}; a facefeat feature table has "
-            f"{list(KEY_COLUMNS)} on every row."
-        )
-    status = table.column("status").to_pandas().astype("string")
-    counts = status.value_counts(dropna=False)
-    n_bad = int((status != "ok").fillna(True).sum())
-    if n_bad:
-        detail = ", ".join(f"{k}: {v}" for k, v in counts.items() if k != "ok")
-        bad_ids = table.column("image_id").to_pandas()[(status != "ok").fillna(True).to_numpy()]
-        report.add(
-            "feature rows",
-            f"{path.name}: dropped {n_bad} of {table.num_rows} images whose status is not ok ({detail})",
-            count=n_bad,
-            examples=bad_ids,
-            level="warning",
-        )
-    table = table.filter(pc.equal(table.column("status"), "ok"))
-
-    schema: dict[str, Any] = {"file": path.name, "columns": {}}
-    meta = table.schema.metadata or {}
-    schema["metadata"] = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in meta.items()}
-    out: dict[str, Any] = {"image_id": table.column("image_id").to_pandas().astype(str).to_numpy()}
-    out["subject_id"] = table.column("subject_id").to_pandas().astype(str).to_numpy()
-    if "path" in table.column_names:
-        out["path"] = table.column("path").to_pandas().to_numpy()
+        raise DataError(f"feature table {path} lacks key column(s) {missing}; a facefeat feature table has "
+                        f"{list(KEY_COLUMNS)} on every row.")
+    meta = schema.metadata or {}
+    record: dict[str, Any] = {"file": path.name, "columns": {},
+                              "metadata": {k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+                                           for k, v in meta.items()}}
+    flat: list[str] = []
     ignored: list[str] = []
-    for name in table.column_names:
-        if name in KEY_COLUMNS:
+    for f in schema:
+        if f.name in KEY_COLUMNS or f.name in keep or f.name.startswith("diag__"):
             continue
-        col = table.column(name)
-        if name in keep:
-            out[name] = col.to_pandas().to_numpy()
-            continue
-        if name.startswith("diag__"):
-            continue
-        typ = col.type
-        if pa.types.is_fixed_size_list(typ):
-            k = typ.list_size
-            arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-            values = arr.values.slice(arr.offset * k, len(arr) * k)
-            mat = values.to_numpy(zero_copy_only=False).astype(np.float64).reshape(len(arr), k)
-            if arr.null_count:
-                mat[arr.is_null().to_numpy(zero_copy_only=False)] = np.nan
-            field = table.schema.field(name)
-            shape = None
-            if field.metadata and b"shape" in field.metadata:
-                shape = json.loads(field.metadata[b"shape"])
-            schema["columns"][name] = {"type": "embedding", "size": k, "shape": shape}
-            for i in range(k):
-                out[f"{name}_{i}"] = mat[:, i]
-        elif pa.types.is_floating(typ) or pa.types.is_integer(typ) or pa.types.is_boolean(typ):
-            out[name] = col.to_pandas().to_numpy(dtype=np.float64, na_value=np.nan)
-            schema["columns"][name] = {"type": "scalar"}
+        if pa.types.is_fixed_size_list(f.type):
+            shape = embedding_shape(f) if f.metadata and b"shape" in f.metadata else None
+            record["columns"][f.name] = {"type": "embedding", "size": f.type.list_size, "shape": shape}
+            flat += flat_columns(f.name, f.type.list_size)
+        elif pa.types.is_floating(f.type) or pa.types.is_integer(f.type) or pa.types.is_boolean(f.type):
+            record["columns"][f.name] = {"type": "scalar"}
+            flat.append(f.name)
         else:
-            ignored.append(f"{name} ({typ})")
-    if ignored:
-        report.add(
-            "feature columns",
-            f"{path.name}: ignored {len(ignored)} column(s) that are neither numeric features, "
-            "embeddings, keys nor diagnostics",
-            count=len(ignored),
-            examples=ignored,
-            level="warning",
-        )
-    frame = pd.DataFrame(out)
-    return frame, schema
+            ignored.append(f"{f.name} ({f.type})")
+    return record, flat, ignored
 
 
 def load_feature_table(
@@ -145,72 +76,82 @@ def load_feature_table(
     Parameters
     ----------
     paths_or_dir : path or list of paths
-        Parquet files, or run directories whose ``*.parquet`` files are all read.
+        Parquet files, or run directories whose ``*.parquet`` files are all read (tables of
+        one run; see :func:`facefeat.io.tables.feature_tables`).
     keep : sequence of str
         Extra non-feature columns to keep as they are (e.g. an acquisition date used to
         pick the most recent photo).
     report : DataReport, optional
-        Receives the counts of dropped rows and ignored columns.
+        Receives the counts of dropped rows, ignored columns and shared photos.
 
     Returns
     -------
     DataFrame
-        Columns ``image_id``, ``subject_id`` (strings), ``path`` when present, the ``keep``
-        columns, then float feature columns (embeddings flattened to ``<column>_<i>``).
+        Columns ``image_id``, ``subject_id`` (strings), ``path`` and ``diag__face_truncated``
+        when present, the ``keep`` columns, then float64 feature columns (embeddings flattened to ``<column>_0000``).
         ``frame.attrs["feature_schema"]`` describes the source columns per file,
         ``frame.attrs["feature_columns"]`` lists the flat feature columns.
+
+    Raises
+    ------
+    InputError, DataError
+        Missing files, a file that is not a feature table, tables of different runs, a key
+        twice in a table (the message names the file and the subject).
     """
     report = report if report is not None else DataReport()
-    files = _feature_files(paths_or_dir)
-    merged: pd.DataFrame | None = None
-    schemas = []
+    files = feature_tables(paths_or_dir)
+    schemas, features = [], []
     for f in files:
-        frame, schema = _read_one(f, keep, report)
-        schemas.append(schema)
-        dup = frame["image_id"].duplicated()
-        if dup.any():
-            raise DataError(
-                f"feature table {f} has {int(dup.sum())} duplicate image_id value(s) among ok rows "
-                f"(e.g. {frame['image_id'][dup].iloc[0]}); a table has one row per image."
-            )
-        if merged is None:
-            merged = frame
-            continue
-        clash = [c for c in frame.columns if c in merged.columns and c not in ("image_id", "subject_id", "path", *keep)]
-        if clash:
-            raise DataError(f"feature column(s) {clash[:5]} appear in {f.name} and in an earlier table")
-        frame = frame.drop(columns=[c for c in ("path", *keep) if c in frame.columns and c in merged.columns])
-        # an outer merge sorts by key: keep the first table's row order
-        merged = merged.assign(_order=np.arange(len(merged)))
-        joined = merged.merge(frame, on="image_id", how="outer", suffixes=("", "__other"), indicator=True)
-        partial = joined["_merge"] != "both"
-        if partial.any():
-            report.add(
-                "feature rows",
-                f"dropped {int(partial.sum())} image(s) that are ok in some tables but missing or "
-                f"failed in another (now joining {f.name})",
-                count=int(partial.sum()),
-                examples=joined.loc[partial, "image_id"],
-                level="warning",
-            )
-        joined = joined[~partial].sort_values("_order").drop(columns=["_merge", "_order"])
-        other = joined.pop("subject_id__other")
-        mismatch = other.to_numpy() != joined["subject_id"].to_numpy()
-        if mismatch.any():
-            raise DataError(
-                f"image(s) {list(joined.loc[mismatch, 'image_id'][:3])} have a different subject_id in "
-                f"{f.name} than in an earlier table; the tables come from different manifests."
-            )
-        merged = joined.reset_index(drop=True)
-    assert merged is not None
-    meta_cols = ["image_id", "subject_id"] + [c for c in ("path", *keep) if c in merged.columns]
-    missing_keep = [c for c in keep if c not in merged.columns]
+        record, flat, ignored = _table_columns(f, keep)
+        schemas.append(record)
+        features += flat
+        if ignored:
+            report.add("feature columns", f"{f.name}: ignored {len(ignored)} column(s) that are neither numeric "
+                       "features, embeddings, keys nor diagnostics", count=len(ignored), examples=ignored,
+                       level="warning")
+    df = read_features(files, flatten=True, include_failed=True)
+    missing_keep = [c for c in keep if c not in df.columns]
     if missing_keep:
         raise DataError(f"column(s) {missing_keep} requested but not found in {[f.name for f in files]}")
-    merged.attrs["feature_columns"] = [c for c in merged.columns if c not in meta_cols]
-    merged.attrs["feature_schema"] = schemas
-    merged.attrs["files"] = [str(f) for f in files]
-    return merged
+    bad = (df["status"] != "ok").to_numpy()
+    per_table = [(f, f"status__{f.stem}" if len(files) > 1 else "status") for f in files]
+    for f, col in per_table:
+        table_bad = (df[col] != "ok").to_numpy()
+        if table_bad.any():
+            counts = df.loc[table_bad, col].value_counts()
+            detail = ", ".join(f"{k}: {v}" for k, v in counts.items())
+            report.add("feature rows", f"{f.name}: dropped {int(table_bad.sum())} of {len(df)} images whose status "
+                       f"is not ok ({detail})", count=int(table_bad.sum()), examples=df.loc[table_bad, "image_id"],
+                       level="warning")
+    if len(files) > 1:
+        some_ok = np.zeros(len(df), bool)
+        for _, col in per_table:
+            some_ok |= (df[col] == "ok").to_numpy()
+        partial = bad & some_ok
+        if partial.any():
+            report.add("feature rows", f"dropped {int(partial.sum())} image(s) that are ok in some tables but "
+                       f"failed in another ({', '.join(f.name for f in files)})", count=int(partial.sum()),
+                       examples=df.loc[partial, "image_id"], level="warning")
+    df = df.loc[~bad].reset_index(drop=True)
+    shared = df.groupby("image_id")["subject_id"].nunique()
+    shared = shared[shared > 1]
+    if len(shared):
+        report.add("feature rows", f"{len(shared)} photo(s) are filed under several subjects "
+                   f"({int(df['image_id'].isin(shared.index).sum())} rows); each subject keeps its own row",
+                   count=len(shared), examples=shared.index)
+    out = pd.DataFrame({"image_id": df["image_id"].astype(str), "subject_id": df["subject_id"].astype(str)})
+    for c in CARRIED:
+        if c in df.columns:
+            out[c] = df[c]
+    for c in keep:
+        out[c] = df[c]
+    values = {c: pd.to_numeric(df[c].astype("Float64") if df[c].dtype == object else df[c]).astype(np.float64)
+              for c in features}
+    out = pd.concat([out, pd.DataFrame(values, index=df.index)], axis=1)
+    out.attrs["feature_columns"] = list(features)
+    out.attrs["feature_schema"] = schemas
+    out.attrs["files"] = [str(f) for f in files]
+    return out
 
 
 def aggregate_images(
@@ -228,44 +169,19 @@ def aggregate_images(
         From :func:`load_feature_table`.
     rule : {"mean", "first", "most_recent"}
         ``mean`` averages each feature over the subject's ok images (NaN skipped);
-        ``first`` / ``most_recent`` keep the earliest / latest image by ``order_by``.
+        ``first`` / ``most_recent`` keep the earliest / latest image by ``order_by``
+        (:func:`facefeat.io.features.aggregate_subjects`).
     order_by : str, optional
         Column of sortable values (dates, datetimes, numbers) used by ``first`` and
         ``most_recent``; required for them, so that the choice never depends on file order.
 
     Returns
     -------
-    DataFrame indexed by ``subject_id`` with the feature columns and ``n_images``.
+    DataFrame indexed by ``subject_id`` with ``n_images`` and the feature columns.
     """
     report = report if report is not None else DataReport()
-    if rule not in AGGREGATE_RULES:
-        raise ConfigError(f"unknown aggregation rule {rule!r}; use one of {AGGREGATE_RULES}")
     feats = list(images.attrs.get("feature_columns") or [c for c in images.columns if "__" in c])
-    n_images = images.groupby("subject_id").size()
-    multi = n_images[n_images > 1]
-    if rule == "mean":
-        out = images.groupby("subject_id")[feats].mean()
-    else:
-        if not order_by:
-            raise ConfigError(
-                f"aggregation rule {rule!r} needs an ordering column (order_by / --image-order), "
-                "e.g. the acquisition date, so the pick does not depend on file order"
-            )
-        if order_by not in images.columns:
-            raise DataError(f"ordering column {order_by!r} is not in the feature table(s)")
-        key = images[order_by]
-        if key.dtype == object:
-            key = pd.to_datetime(key, errors="coerce")
-        bad = key.isna() & images["subject_id"].isin(multi.index)
-        if bad.any():
-            raise DataError(
-                f"ordering column {order_by!r} is missing or not a date for images "
-                f"{list(images.loc[bad, 'image_id'][:5])} of subjects with several photos"
-            )
-        ordered = images.assign(_key=key).sort_values(["subject_id", "_key"], kind="mergesort")
-        pick = ordered.groupby("subject_id").head(1) if rule == "first" else ordered.groupby("subject_id").tail(1)
-        out = pick.set_index("subject_id")[feats]
-    out.insert(0, "n_images", n_images.reindex(out.index).astype(int))
+    out, multi = aggregate_subjects(images, feats, rule=rule, order_by=order_by)
     if len(multi):
         report.add(
             "aggregation",

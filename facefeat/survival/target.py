@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from facefeat.errors import DataError
+from facefeat.errors import ConfigError, DataError
 
 #: Values accepted for an event indicator (case-insensitive for strings).
 EVENT_TRUE = {1, True, "1", "true", "yes", "dead", "event"}
@@ -193,3 +193,23 @@ def to_structured(event: np.ndarray, time: np.ndarray) -> np.ndarray:
     y["event"] = event
     y["time"] = time
     return y
+def training_target(estimator: Any) -> np.ndarray:
+    """The training target a fitted estimator remembers (``y_train_``), looking inside
+    pipelines and fitted searches."""
+    seen = estimator
+    for _ in range(10):
+        if hasattr(seen, "y_train_"):
+            return seen.y_train_
+        if hasattr(seen, "best_estimator_"):
+            seen = seen.best_estimator_
+        elif hasattr(seen, "steps"):
+            seen = seen.steps[-1][1]
+        elif hasattr(seen, "estimator_"):
+            seen = seen.estimator_
+        else:
+            break
+    raise ConfigError(
+        f"{type(estimator).__name__} does not remember its training target; IPCW metrics need it. "
+        "Use facefeat.survival.SurvivalEstimator, pass y_train=..., or wrap the model with "
+        "sksurv.metrics.as_concordance_index_ipcw_scorer."
+    )

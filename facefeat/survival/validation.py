@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 import time as _time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from facefeat.errors import ConfigError, DataError
+from facefeat.errors import DataError
 from facefeat.survival.metrics import (
     METRICS,
     _metrics_core,
@@ -37,31 +38,12 @@ from facefeat.survival.metrics import (
     risk_cutoffs,
     survival_at,
 )
-from facefeat.survival.target import check_survival_target, to_structured
+from facefeat.survival.guards import ModelWarning, collect_warnings
+from facefeat.survival.intervals import summarise_folds
+from facefeat.survival.markdown import markdown_table  # noqa: F401  (re-exported: simulate and old callers import it here)
+from facefeat.survival.target import check_survival_target, to_structured, training_target  # noqa: F401
 
 log = logging.getLogger("facefeat.survival")
-
-
-def training_target(estimator: Any) -> np.ndarray:
-    """The training target a fitted estimator remembers (``y_train_``), looking inside
-    pipelines and fitted searches."""
-    seen = estimator
-    for _ in range(10):
-        if hasattr(seen, "y_train_"):
-            return seen.y_train_
-        if hasattr(seen, "best_estimator_"):
-            seen = seen.best_estimator_
-        elif hasattr(seen, "steps"):
-            seen = seen.steps[-1][1]
-        elif hasattr(seen, "estimator_"):
-            seen = seen.estimator_
-        else:
-            break
-    raise ConfigError(
-        f"{type(estimator).__name__} does not remember its training target; IPCW metrics need it. "
-        "Use facefeat.survival.SurvivalEstimator, pass y_train=..., or wrap the model with "
-        "sksurv.metrics.as_concordance_index_ipcw_scorer."
-    )
 
 
 def _event_of(y: Any) -> np.ndarray:
@@ -123,33 +105,62 @@ class RepeatedSurvivalStratifiedKFold:
         return self.n_splits * self.n_repeats
 
 
-def corrected_t_interval(values: np.ndarray, n_train: int, n_test: int, level: float = 0.95) -> tuple[float, float]:
-    """Nadeau & Bengio's corrected resampled t interval of a CV mean."""
-    from scipy.stats import t as t_dist
+def data_sha256(ids: Any, y: np.ndarray) -> str:
+    """sha256 of the subjects (ids, in order) and their outcomes."""
+    import hashlib
 
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    J = len(v)
-    if J < 2:
-        return (math.nan, math.nan)
-    var = np.var(v, ddof=1) * (1 / J + n_test / max(n_train, 1))
-    half = t_dist.ppf(0.5 + level / 2, J - 1) * math.sqrt(var)
-    return (float(v.mean() - half), float(v.mean() + half))
+    h = hashlib.sha256()
+    h.update("\x1f".join(str(i) for i in np.asarray(ids)).encode())
+    h.update(np.ascontiguousarray(np.asarray(y["time"], np.float64)).tobytes())
+    h.update(np.ascontiguousarray(np.asarray(y["event"], bool)).tobytes())
+    return h.hexdigest()
 
 
-def markdown_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
-    """A GitHub-flavoured Markdown table (no tabulate dependency)."""
+def _ids_of(X: Any, n: int) -> np.ndarray:
+    """Subject ids of the rows: the DataFrame index, or row numbers for arrays."""
+    return X.index.to_numpy() if isinstance(X, pd.DataFrame) else np.arange(n)
 
-    def fmt(v: Any) -> str:
-        if isinstance(v, (float, np.floating)):
-            return "" if not np.isfinite(v) else format(float(v), floatfmt)
-        return str(v).replace("|", "\\|")
 
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
-    for row in df.itertuples(index=False):
-        lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
+def splits_sha256(splits: list[tuple[np.ndarray, np.ndarray]], ids: Any, *, n_splits: int) -> str:
+    """sha256 of the fold assignment: for every (repeat, fold) the sorted ids of its test subjects.
+
+    Two cross-validations with equal hashes tested every model on the same subjects in the
+    same folds, so their per-fold metrics can be compared pair by pair.
+    """
+    import hashlib
+    import json
+
+    ids = np.asarray(ids)
+    folds = []
+    for i, (_, te) in enumerate(splits):
+        rep, fold = divmod(i, n_splits)
+        folds.append([rep, fold, sorted(str(x) for x in ids[te])])
+    return hashlib.sha256(json.dumps(folds, separators=(",", ":")).encode()).hexdigest()
+
+
+def td_auc_summary(auc: pd.DataFrame, *, n: int, n_splits: int, level: float = 0.95) -> pd.DataFrame:
+    """Time-dependent AUC per evaluation time over CV folds: mean and range-respecting interval.
+
+    Parameters
+    ----------
+    auc : DataFrame with columns repeat, fold, time, auc (``CVResult.auc``)
+    n : number of subjects; n_splits : folds per repeat (for the fold sizes of the correction)
+
+    Returns
+    -------
+    DataFrame with columns time, mean, ci_low, ci_high, folds, method
+    """
+    from facefeat.survival.intervals import bounded_interval
+
+    n_test = int(round(n / n_splits))
+    rows = []
+    for t, g in auc.groupby("time"):
+        v = g["auc"].to_numpy(float)
+        lo, hi, how = bounded_interval(v, n_train=n - n_test, n_test=n_test, bounds=(0.0, 1.0), level=level)
+        fin = v[np.isfinite(v)]
+        rows.append({"time": float(t), "mean": float(fin.mean()) if len(fin) else math.nan, "ci_low": lo,
+                     "ci_high": hi, "folds": int(len(fin)), "method": how})
+    return pd.DataFrame(rows, columns=["time", "mean", "ci_low", "ci_high", "folds", "method"])
 
 
 @dataclass
@@ -186,17 +197,24 @@ class CVResult:
             "notes": self.notes,
         }
 
+    def auc_by_time(self, *, level: float = 0.95) -> pd.DataFrame:
+        """Time-dependent AUC per time: mean over folds with its interval (see :func:`td_auc_summary`)."""
+        return td_auc_summary(self.auc, n=int(self.settings["n"]), n_splits=int(self.settings["n_splits"]), level=level)
+
     def to_markdown(self) -> str:
         s = self.settings
         text = (
             f"{s.get('n_repeats')} x repeated {s.get('n_splits')}-fold cross-validation "
             f"(stratified on the event), {s.get('n')} subjects, {s.get('events')} events.\n\n"
         )
-        text += markdown_table(self.summary)
-        text += (
-            "\nci_low/ci_high: 95 % corrected resampled t interval (Nadeau & Bengio); "
-            "p2.5/p97.5: percentiles of the per-fold values.\n"
-        )
+        text += markdown_table(self.summary.drop(columns=["method"], errors="ignore"))
+        text += "\nci_low/ci_high by metric:\n" + "".join(
+            f"- {r['metric']}: {r['method']}\n" for r in self.summary.to_dict(orient="records") if r.get("method"))
+        text += "p2.5/p97.5: percentiles of the per-fold values (their spread, not a confidence interval).\n"
+        if len(self.auc):
+            by_time = self.auc_by_time()
+            text += ("\nTime-dependent AUC by time (mean over folds; 95 % interval as for auc_mean above)\n\n"
+                     + markdown_table(by_time.drop(columns=["method"])))
         for t, df in self.calibration.items():
             text += f"\nCalibration at t = {t:g} (first repeat, pooled test folds)\n\n" + markdown_table(df)
         if self.notes:
@@ -278,19 +296,38 @@ def cross_validate(
         notes: list[str] = []
         if not y["event"][tr].any():
             raise DataError(f"fold {i}: the training part has no event; use fewer folds")
-        est, chosen, fit_s = _fit_fold(estimator, X, y, tr, te, param_grid, inner_cv, scoring, random_state)
-        risk_tr = np.asarray(est.predict(rows[tr]), float)
-        risk = np.asarray(est.predict(rows[te]), float)
-        surv = survival_at(est, rows[te], np.concatenate([ibs_times, cal_times])) if has_surv else None
+        # the guards' warnings (separation, null model, unseen levels) become fold notes, reported
+        # once each with the number of folds, instead of one warning per fold
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ModelWarning)
+            est, chosen, fit_s = _fit_fold(estimator, X, y, tr, te, param_grid, inner_cv, scoring, random_state)
+            risk_tr = np.asarray(est.predict(rows[tr]), float)
+            risk = np.asarray(est.predict(rows[te]), float)
+            surv = survival_at(est, rows[te], np.concatenate([ibs_times, cal_times])) if has_surv else None
+        guard_notes = collect_warnings(caught)
+        for w in caught:
+            if not issubclass(w.category, ModelWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         m, curve = _metrics_core(
             risk, None if surv is None else surv[:, : len(ibs_times)], y[tr], y[te], times, ibs_times, tau, notes
         )
         group = assign_risk_groups(risk, risk_cutoffs(risk_tr, risk_groups))
         cal = None if surv is None else surv[:, len(ibs_times):]
-        return m, curve, chosen, fit_s, risk, group, cal, notes
+        return m, curve, chosen, fit_s, risk, group, cal, notes, guard_notes
 
     results = Parallel(n_jobs=n_jobs)(delayed(run)(i, tr, te) for i, (tr, te) in enumerate(splits))
     fold_rows, auc_rows, notes = [], [], []
+    guard_count: dict[str, int] = {}
+    guard_text: dict[str, str] = {}
+    for r in results:
+        for key, text in r[-1].items():
+            guard_count[key] = guard_count.get(key, 0) + 1
+            guard_text.setdefault(key, text)
+    for key, k in guard_count.items():
+        msg = f"in {k} of {len(splits)} folds (first occurrence): {guard_text[key]}"
+        notes.append(msg)
+        warnings.warn(msg, ModelWarning, stacklevel=2)
+    results = [r[:-1] for r in results]
     oof_parts = []
     for i, ((tr, te), (m, curve, chosen, fit_s, risk, group, cal, fnotes)) in enumerate(zip(splits, results)):
         rep, fold = divmod(i, n_splits)
@@ -307,17 +344,17 @@ def cross_validate(
                     part[f"surv_{t:g}"] = cal[:, j]
             oof_parts.append(part)
     folds = pd.DataFrame(fold_rows)
-    n_test = int(np.mean([len(te) for _, te in splits]))
+    n_test = int(round(np.mean([len(te) for _, te in splits])))
     summary_rows = []
     for metric in METRICS:
         v = folds[metric].to_numpy(float)
         fin = v[np.isfinite(v)]
-        lo, hi = corrected_t_interval(fin, len(y) - n_test, n_test)
+        s = summarise_folds(fin, metric=metric, n_train=len(y) - n_test, n_test=n_test)
         summary_rows.append({
-            "metric": metric, "mean": fin.mean() if len(fin) else math.nan,
-            "sd": fin.std(ddof=1) if len(fin) > 1 else math.nan, "ci_low": lo, "ci_high": hi,
+            "metric": metric, "mean": s["mean"],
+            "sd": fin.std(ddof=1) if len(fin) > 1 else math.nan, "ci_low": s["ci_low"], "ci_high": s["ci_high"],
             "p2.5": np.quantile(fin, 0.025) if len(fin) else math.nan,
-            "p97.5": np.quantile(fin, 0.975) if len(fin) else math.nan, "folds": len(fin),
+            "p97.5": np.quantile(fin, 0.975) if len(fin) else math.nan, "folds": len(fin), "method": s["method"],
         })
         if len(fin) < len(v):
             notes.append(f"{metric}: undefined in {len(v) - len(fin)} of {len(v)} folds (left out of the summary)")
@@ -334,5 +371,7 @@ def cross_validate(
         "events": int(event.sum()), "times": times.tolist(), "ibs_times": [float(ibs_times.min()), float(ibs_times.max()), len(ibs_times)],
         "tau": tau, "calibration_times": cal_times.tolist(), "risk_groups": risk_groups,
         "param_grid": param_grid, "inner_cv": inner_cv if param_grid else None, "scoring": str(scoring),
+        "splits_sha256": splits_sha256(splits, _ids_of(X, len(y)), n_splits=n_splits),
+        "data_sha256": data_sha256(_ids_of(X, len(y)), y),
     }
     return CVResult(folds, pd.DataFrame(summary_rows), oof, pd.DataFrame(auc_rows), calibration, settings, notes)

@@ -106,7 +106,9 @@ import torch.nn.functional as F
 
 from facefeat.devices import resolve_device
 from facefeat.errors import ConfigError, InputError, ModelError
+from facefeat.io.jsonsafe import dumps_json, to_jsonable
 from facefeat.training.config import changed_fields, config_from_dict, config_to_dict, resume_config
+from facefeat.training.snapshots import numbered_files
 
 log = logging.getLogger("facefeat.training.encoder")
 
@@ -336,8 +338,7 @@ def load_encoder_generator(spec, *, device: torch.device | str = "cpu"):
 
     if isinstance(spec, Generator):
         G = spec.to(device).eval().requires_grad_(False)
-        info = {"source": "in-memory Generator", "provenance": json.loads(json.dumps(getattr(G, "provenance", {}),
-                                                                                     default=str))}
+        info = {"source": "in-memory Generator", "provenance": to_jsonable(getattr(G, "provenance", {}))}
         where = "the generator"
     else:
         from facefeat.io.hashing import sha256_file
@@ -352,7 +353,7 @@ def load_encoder_generator(spec, *, device: torch.device | str = "cpu"):
                              f"rosinality .pt or facefeat .safetensors, e.g. OUT/generator-final.safetensors of "
                              f"'facefeat train generator') or a registry name") from exc
         info = {"source": str(path), "sha256": sha256_file(path) if Path(path).is_file() else None,
-                "provenance": json.loads(json.dumps(getattr(G, "provenance", {}), default=str))}
+                "provenance": to_jsonable(getattr(G, "provenance", {}))}
         where = f"--generator {spec}"
     if G.w_dim != STYLE_DIM:
         raise ModelError(f"{where}: w_dim is {G.w_dim}, but e4e encoders produce {STYLE_DIM}-D codes (every "
@@ -671,9 +672,9 @@ class EncoderTrainer:
             "syn_sampler": None if self.syn_sampler is None else self.syn_sampler.state_dict(),
             "real_sampler": None if self.real_sampler is None else self.real_sampler.state_dict(),
             "latent_avg": self.latent_avg.detach().cpu().clone(),
-            "generator": json.dumps(self.generator_info, default=str),
+            "generator": dumps_json(self.generator_info),
             "data_fingerprint": None if self.images is None else self.images.fingerprint(),
-            "init": json.dumps(self.init_info, default=str),
+            "init": dumps_json(self.init_info),
             "train_seconds": self.train_seconds,
             "lpips": self.lpips is not None,
             "data_arg": json.dumps(getattr(self, "data_arg", {})),
@@ -730,9 +731,9 @@ class EncoderTrainer:
             "progressive_step_every": cfg.progressive_every, "id_lambda": 0.0, "w_discriminator_lambda": 0.0,
             "trained_steps": self.step_count, "producer": "facefeat.training.encoder (facefeat train encoder)",
             "facefeat_config": json.dumps(cfg.to_dict()),
-            "generator": json.dumps(self.generator_info, default=str),
-            "init": json.dumps(self.init_info, default=str),
-            "last_eval": json.dumps(self.last_eval, default=str),
+            "generator": dumps_json(self.generator_info),
+            "init": dumps_json(self.init_info),
+            "last_eval": dumps_json(self.last_eval),
         }
 
     def save_final(self, out_dir: str | os.PathLike, *, include_decoder: bool = True) -> Path:
@@ -872,15 +873,7 @@ def snapshot_path(out_dir: str | os.PathLike, step: int) -> Path:
 
 def list_encoder_snapshots(out_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     """Complete encoder snapshots in ``out_dir`` as ``(step, path)``, oldest first."""
-    d = Path(out_dir)
-    if not d.is_dir():
-        return []
-    out = []
-    for p in d.glob(f"{SNAPSHOT_PREFIX}*{SNAPSHOT_SUFFIX}"):
-        stem = p.name[len(SNAPSHOT_PREFIX):-len(SNAPSHOT_SUFFIX)]
-        if stem.isdigit():
-            out.append((int(stem), p))
-    return sorted(out)
+    return numbered_files(out_dir, prefix=SNAPSHOT_PREFIX, suffix=SNAPSHOT_SUFFIX)
 
 
 def latest_encoder_snapshot(out_dir: str | os.PathLike) -> Path | None:
@@ -1028,5 +1021,5 @@ def train_encoder(generator=None, *, out: str | os.PathLike, images=None,
                "lpips": None if lp is None else getattr(lp, "provenance", {}),
                "machine": {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads()},
                "resumed_from": str(path) if state is not None else None}
-    (out / "training_options.json").write_text(json.dumps(options, indent=2, default=str) + "\n")
+    (out / "training_options.json").write_text(dumps_json(options, indent=2) + "\n")
     return trainer.train(out, progress=progress, include_decoder=include_decoder)

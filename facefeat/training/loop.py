@@ -43,6 +43,7 @@ import torch
 
 from facefeat.devices import resolve_device
 from facefeat.errors import ConfigError, FacefeatError, InputError, ModelError
+from facefeat.io.jsonsafe import dumps_json
 from facefeat.models.stylegan2.config import DiscriminatorConfig, GeneratorConfig
 from facefeat.models.stylegan2.networks import Discriminator, Generator
 from facefeat.training.augment import AdaController, AugmentPipe
@@ -400,7 +401,7 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "data_fingerprint": self.images.fingerprint(),
             "n_images": len(self.images),
-            "init": json.dumps(self.init_info, default=str),
+            "init": dumps_json(self.init_info),
             "phase_seconds": dict(self.phase_seconds),
             "train_seconds": self.train_seconds,
             "n_sanitized": self.n_sanitized,
@@ -668,15 +669,7 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, grid_size: int) -> 
 
 def _write_jsonl(path: Path, record: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record, default=_json_default, allow_nan=True) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
+        fh.write(dumps_json(record) + "\n")  # NaN / inf losses are written as null
 
 
 def _peak_rss_mb() -> float | None:
@@ -839,7 +832,7 @@ def train_generator(*, init: str | os.PathLike | None, images: str | os.PathLike
                "heldout": None if heldout is None else heldout.describe(),
                "feature_network": None if net is None else net.info, "machine": _describe_machine(device),
                "resumed_from": str(stem) if resume else None}
-    (out / "training_options.json").write_text(json.dumps(options, indent=2, default=_json_default) + "\n")
+    (out / "training_options.json").write_text(dumps_json(options, indent=2) + "\n")
     for f, why in all_images.skipped:
         log.info("not used for training: %s (%s)", f, why)
     return trainer.train(out, progress=progress)

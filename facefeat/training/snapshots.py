@@ -34,9 +34,6 @@ FINAL_NAME = "generator-final"
 STATE_FORMAT = "facefeat-stylegan2-training-state"
 STATE_FORMAT_VERSION = 1
 
-_SNAPSHOT_RE = re.compile(rf"^{SNAPSHOT_PREFIX}(\d+){re.escape(STATE_SUFFIX)}$")
-
-
 def snapshot_stem(out_dir: str | os.PathLike, nimg: int) -> Path:
     """``OUT/network-snapshot-<nimg:09d>`` (no suffix)."""
     return Path(out_dir) / f"{SNAPSHOT_PREFIX}{int(nimg):09d}"
@@ -61,19 +58,30 @@ def stem_of(path: str | os.PathLike) -> Path:
     return p
 
 
-def list_snapshots(out_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete snapshots in ``out_dir`` as ``(nimg, stem)``, oldest first."""
-    out = []
+def numbered_files(out_dir: str | os.PathLike, *, prefix: str, suffix: str,
+                   companions: tuple[str, ...] = ()) -> list[tuple[int, Path]]:
+    """Files ``<prefix><digits><suffix>`` in ``out_dir`` as ``(number, path)``, oldest first.
+
+    The one snapshot listing of training (generator and encoder snapshots alike). With
+    ``companions`` (suffixes such as ``".safetensors"``), a file counts only when the files
+    ``<prefix><digits><companion>`` exist beside it too (a snapshot is complete).
+    """
     d = Path(out_dir)
     if not d.is_dir():
-        return out
+        return []
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+){re.escape(suffix)}$")
+    out = []
     for p in d.iterdir():
-        m = _SNAPSHOT_RE.match(p.name)
-        if m:
-            stem = stem_of(p)
-            if stem.with_name(stem.name + ".safetensors").is_file() and stem.with_name(stem.name + ".json").is_file():
-                out.append((int(m.group(1)), stem))
+        m = pattern.match(p.name)
+        if m and all((d / f"{prefix}{m.group(1)}{c}").is_file() for c in companions):
+            out.append((int(m.group(1)), p))
     return sorted(out)
+
+
+def list_snapshots(out_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete generator snapshots in ``out_dir`` as ``(nimg, stem)``, oldest first."""
+    return [(n, stem_of(p)) for n, p in numbered_files(out_dir, prefix=SNAPSHOT_PREFIX, suffix=STATE_SUFFIX,
+                                                       companions=(".safetensors", ".json"))]
 
 
 def latest_snapshot(out_dir: str | os.PathLike) -> Path | None:

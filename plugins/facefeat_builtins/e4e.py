@@ -41,7 +41,8 @@ from typing import Any
 import pyarrow as pa
 
 from facefeat.engine import Extractor, FaceBatch, Requires, embedding_array, embedding_field, hookimpl
-from facefeat.errors import ConfigError, ModelError
+from facefeat.errors import ConfigError
+from facefeat.models.headers import encoder_header, generator_header
 from facefeat_builtins.reconstruction import (
     check_reconstruction_config,
     diagnostic_fields,
@@ -93,22 +94,6 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                                                "save_reconstructions)"),
     },
 }
-
-
-def encoder_header(encoder: str, *, where: str):
-    """:class:`~facefeat.models.e4e.E4EHeader` of an encoder path or registry name; a file without
-    ``latent_avg`` raises (``where`` names the config key in messages)."""
-    from facefeat.models.e4e import missing_latent_avg_error, read_e4e_header
-    from facefeat.models.registry import REGISTRY, resolve_model
-
-    if encoder in REGISTRY and not Path(encoder).expanduser().exists() and REGISTRY[encoder].format != "e4e-pt":
-        raise ModelError(f"{where} = {encoder!r} is a {REGISTRY[encoder].format} model, not an e4e encoder "
-                         f"(e.g. e4e-ffhq-encode; see 'facefeat models list')")
-    path = resolve_model(encoder)
-    header = read_e4e_header(path)
-    if not header.has_latent_avg:
-        raise missing_latent_avg_error(path, where=where)
-    return header
 
 
 class E4EExtractor(Extractor):
@@ -169,13 +154,12 @@ class E4EExtractor(Extractor):
                 self._gen_header = {} if dec is None else {"source": "bundled", **dec}
             else:
                 from facefeat.models.e4e import check_generator_compat
-                from facefeat_builtins.stylegan2 import checkpoint_header
                 from facefeat.models.registry import REGISTRY
 
                 if gen in REGISTRY and not Path(gen).expanduser().exists() and REGISTRY[gen].format == "e4e-pt":
                     raise ConfigError(f"e4e.generator = {gen!r} is an e4e checkpoint; give a generator, or leave "
                                       f"e4e.generator unset to use the decoder inside e4e.encoder")
-                h = checkpoint_header(gen, c["network"])
+                h = generator_header(gen, c["network"], where="e4e.generator")
                 check_generator_compat(self.header, num_ws=h["num_ws"], w_dim=h["w_dim"], generator=gen)
                 self._gen_header = {"source": "file", **h}
             if c["save_reconstructions"] and not self._gen_header:

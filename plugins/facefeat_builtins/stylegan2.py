@@ -17,7 +17,7 @@ Knowing the resolution without loading weights
    built) and the shapes are inferred by :func:`facefeat.models.stylegan2.infer_generator_config`.
    For a 1024 px file this costs a few seconds, once per process; ``load()`` reads it again.
 
-The header check also rejects, before any image is processed, a file that is not a StyleGAN2
+The header check (:func:`facefeat.models.headers.generator_header`) also rejects, before any image is processed, a file that is not a StyleGAN2
 generator, a truncated file, and a generator whose resolution the extractor does not support.
 
 Hybrid inversion
@@ -32,15 +32,15 @@ against the generator's (style count, code width, ``latent_avg``) before any ima
 from __future__ import annotations
 
 import hashlib
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from facefeat.engine import Extractor, FaceBatch, Requires, embedding_array, embedding_field, hookimpl
-from facefeat.errors import ConfigError, ModelError
+from facefeat.errors import ConfigError
+from facefeat.models.headers import encoder_header
+from facefeat.models.headers import generator_header as checkpoint_header  # the name tests and users know
 from facefeat_builtins.reconstruction import (
     check_reconstruction_config,
     diagnostic_fields,
@@ -52,8 +52,6 @@ from facefeat_builtins.reconstruction import (
 )
 
 NAME = "stylegan2"
-#: Generator resolutions the extractor accepts (FFHQ alignment at 32..1024 px).
-MIN_RESOLUTION, MAX_RESOLUTION = 32, 1024
 
 #: ``diag__stylegan2__<name>``: (arrow type, unit, range, description).
 DIAGNOSTICS: dict[str, tuple[pa.DataType, str, list, str]] = {
@@ -68,6 +66,34 @@ DIAGNOSTICS: dict[str, tuple[pa.DataType, str, list, str]] = {
 }
 
 
+#: Projection schedules by name (config key ``preset``). Every key listed here is null in the
+#: config schema, meaning "the preset's value"; a value given in the config overrides it. The
+#: figures behind each are in docs/features/stylegan2.md (benchmarks/bench_time_to_quality.py).
+PRESETS: dict[str, dict[str, Any]] = {
+    # measured best time-to-quality (see the docs): W+, short schedule, no latent exploration noise
+    "fast": {"space": "wplus", "steps": 100, "initial_learning_rate": 0.1, "lr_rampup_length": 0.05,
+             "lr_rampdown_length": 0.25, "initial_noise_factor": 0.0, "noise_ramp_length": 0.75,
+             "early_stop_patience": 0, "early_stop_min_delta": 0.01, "early_stop_start": 0.25,
+             "coarse_resolution": 0, "coarse_fraction": 0.0},
+    # facefeat 1.0's defaults: NVIDIA's schedule in W+, 500 steps, early stopping
+    "reference": {"space": "wplus", "steps": 500, "initial_learning_rate": 0.1, "lr_rampup_length": 0.05,
+                  "lr_rampdown_length": 0.25, "initial_noise_factor": 0.05, "noise_ramp_length": 0.75,
+                  "early_stop_patience": 25, "early_stop_min_delta": 0.01, "early_stop_start": 0.25,
+                  "coarse_resolution": 0, "coarse_fraction": 0.0},
+    # NVIDIA stylegan2-ada-pytorch projector.py defaults (with the configured loss)
+    "nvidia": {"space": "w", "steps": 1000, "initial_learning_rate": 0.1, "lr_rampup_length": 0.05,
+               "lr_rampdown_length": 0.25, "initial_noise_factor": 0.05, "noise_ramp_length": 0.75,
+               "early_stop_patience": 0, "early_stop_min_delta": 0.01, "early_stop_start": 0.25,
+               "coarse_resolution": 0, "coarse_fraction": 0.0},
+}
+DEFAULT_PRESET = "fast"
+PRESET_KEYS = tuple(PRESETS[DEFAULT_PRESET])
+
+
+def _preset_prop(type_: str, description: str, **kw: Any) -> dict[str, Any]:
+    return prop([type_, "null"], None, f"{description} (null: the preset's value)", **kw)
+
+
 CONFIG_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -77,10 +103,14 @@ CONFIG_SCHEMA: dict[str, Any] = {
                        "description": "generator checkpoint: a file (NVIDIA .pkl, rosinality .pt, facefeat "
                                       ".safetensors/.json) or a registry name (see 'facefeat models list')"},
         "network": prop("string", "G_ema", "network in the checkpoint: G_ema (default; rosinality g_ema) or G"),
-        "space": {"enum": ["wplus", "w"], "default": "wplus",
+        "preset": {"enum": list(PRESETS), "default": DEFAULT_PRESET,
+                   "description": "projection schedule: fast (measured best time to quality), reference "
+                                  "(facefeat 1.0's defaults: W+, 500 steps) or nvidia (NVIDIA's projector: W, "
+                                  "1000 steps); keys set explicitly override it"},
+        "space": {"enum": ["wplus", "w", None], "default": None,
                   "description": "wplus: one w per synthesis layer, stored [num_ws, w_dim]; w: one w, stored "
-                                 "[1, w_dim]"},
-        "steps": prop("integer", 500, "optimisation steps per image (NVIDIA's projector: 1000)", minimum=0),
+                                 "[1, w_dim] (null: the preset's value)"},
+        "steps": _preset_prop("integer", "optimisation steps per image (NVIDIA's projector: 1000)", minimum=0),
         "batch_size": prop("integer", 8, "images optimised together (the last batch may be smaller)", minimum=1),
         "loss": {"enum": ["mse", "lpips", "mse+lpips"], "default": "mse",
                  "description": "image distance; lpips needs lpips_vgg16 and lpips_lin"},
@@ -107,22 +137,29 @@ CONFIG_SCHEMA: dict[str, Any] = {
                                               "reconstruction (w_avg init always starts from random maps, NVIDIA)"},
         "w_avg_samples": prop("integer", 10000, "z samples for the mean w and its spread", minimum=1),
         "w_avg_seed": prop("integer", 123, "seed of those z samples (NVIDIA's projector: 123)"),
-        "initial_learning_rate": prop("number", 0.1, "Adam learning rate after the ramp-up", exclusiveMinimum=0),
-        "lr_rampup_length": prop("number", 0.05, "fraction of steps of linear LR ramp-up", minimum=0, maximum=1),
-        "lr_rampdown_length": prop("number", 0.25, "fraction of steps of cosine LR ramp-down", minimum=0, maximum=1),
-        "initial_noise_factor": prop("number", 0.05, "latent noise std at step 0, times the w spread", minimum=0),
-        "noise_ramp_length": prop("number", 0.75, "fraction of steps over which latent noise goes to 0",
-                                   minimum=0, maximum=1),
+        "initial_learning_rate": _preset_prop("number", "Adam learning rate after the ramp-up", exclusiveMinimum=0),
+        "lr_rampup_length": _preset_prop("number", "fraction of steps of linear LR ramp-up", minimum=0, maximum=1),
+        "lr_rampdown_length": _preset_prop("number", "fraction of steps of cosine LR ramp-down", minimum=0,
+                                           maximum=1),
+        "initial_noise_factor": _preset_prop("number", "latent noise std at step 0, times the w spread", minimum=0),
+        "noise_ramp_length": _preset_prop("number", "fraction of steps over which latent noise goes to 0",
+                                          minimum=0, maximum=1),
         "regularize_noise_weight": prop("number", 1e5, "weight of the noise-map autocorrelation penalty",
                                          minimum=0),
         "optimize_noise": prop("boolean", True, "optimise per-image noise maps (NVIDIA); false: the "
                                                  "generator's stored noise"),
-        "early_stop_patience": prop(["integer", "null"], 25, "after this many steps without a relative "
-                                     "loss improvement of early_stop_min_delta an image skips to the LR ramp-down, "
-                                     "and a plateau there ends it; null: never", minimum=1),
-        "early_stop_min_delta": prop("number", 0.01, "relative loss improvement that counts", minimum=0),
-        "early_stop_start": prop("number", 0.25, "fraction of steps before early stopping may act", minimum=0,
-                                  maximum=1),
+        "early_stop_patience": _preset_prop("integer", "after this many steps without a relative loss "
+                                            "improvement of early_stop_min_delta an image skips to the LR ramp-down, "
+                                            "and a plateau there ends it; 0: never", minimum=0),
+        "early_stop_min_delta": _preset_prop("number", "relative loss improvement that counts", minimum=0),
+        "early_stop_start": _preset_prop("number", "fraction of steps before early stopping may act", minimum=0,
+                                         maximum=1),
+        "coarse_resolution": _preset_prop("integer", "coarse-to-fine: render only up to this block resolution "
+                                          "for the first coarse_fraction of the steps, the loss against the "
+                                          "area-downsampled crop; 0, or a value not below the generator's "
+                                          "resolution: full resolution throughout", minimum=0),
+        "coarse_fraction": _preset_prop("number", "fraction of the steps at coarse_resolution", minimum=0,
+                                        maximum=1),
         "wplus_start": prop("number", 0.0, "space wplus: fraction of steps optimised in W first", minimum=0,
                              maximum=1),
         "batch_invariant": prop("boolean", True, "compute the generator one image at a time in each step so "
@@ -136,94 +173,40 @@ CONFIG_SCHEMA: dict[str, Any] = {
 #: Config keys passed through to :func:`~facefeat.inversion.projection.project` as is.
 _PROJECT_KEYS = ("space", "w_avg_samples", "w_avg_seed", "initial_learning_rate", "lr_rampup_length",
                  "lr_rampdown_length", "initial_noise_factor", "noise_ramp_length", "regularize_noise_weight",
-                 "optimize_noise", "loss", "mse_weight", "lpips_weight", "early_stop_patience",
-                 "early_stop_min_delta", "early_stop_start", "wplus_start", "batch_invariant")
+                 "optimize_noise", "loss", "mse_weight", "lpips_weight", "early_stop_min_delta",
+                 "early_stop_start", "wplus_start", "batch_invariant", "coarse_fraction")
 
 
-# --------------------------------------------------------------------------------------------
-# Checkpoint header
-# --------------------------------------------------------------------------------------------
-
-_HEADER_CACHE: dict[tuple, dict[str, int]] = {}
-
-
-def checkpoint_header(checkpoint: str, network: str = "G_ema") -> dict[str, int]:
-    """``{"resolution", "w_dim", "num_ws"}`` of a generator checkpoint, as cheaply as possible.
-
-    See the module notes for where each format's header comes from. Cached per process (keyed
-    by path, size and mtime).
-
-    Raises
-    ------
-    ModelError
-        Unknown registry name or model not in the cache, missing file, not a StyleGAN2
-        generator, truncated file, no such network, unsupported resolution.
-    """
-    from facefeat.models.registry import REGISTRY, resolve_model
-    from facefeat.models.stylegan2 import num_ws_for_resolution
-
-    if checkpoint in REGISTRY and not Path(checkpoint).expanduser().exists():
-        entry = REGISTRY[checkpoint]
-        if entry.format not in ("nvidia-pkl", "rosinality-pt", "facefeat"):
-            raise ModelError(f"stylegan2.checkpoint = {checkpoint!r} is a {entry.format} model, not a StyleGAN2 "
-                             f"generator")
-        resolve_model(checkpoint)  # raises with pull / offline instructions when not cached
-        cfg = entry.config
-        res = int(cfg["resolution"])
-        w_dim = int(cfg.get("w_dim", cfg.get("style_dim", 512)))
-        return _checked({"resolution": res, "w_dim": w_dim, "num_ws": int(cfg.get("num_ws",
-                                                                                   num_ws_for_resolution(res)))},
-                        checkpoint)
-    path = resolve_model(checkpoint)
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, network)
-    if key not in _HEADER_CACHE:
-        _HEADER_CACHE[key] = _checked(_read_header(path, network), str(path))
-    return dict(_HEADER_CACHE[key])
+def resolve_preset(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with every null preset key (:data:`PRESET_KEYS`) set from ``config["preset"]``
+    (default :data:`DEFAULT_PRESET`); explicit values are kept. Provenance records the result, so a
+    table states the values it was made with, not only the preset's name."""
+    preset = PRESETS[config.get("preset") or DEFAULT_PRESET]
+    out = dict(config)
+    for key in PRESET_KEYS:
+        if out.get(key) is None:
+            out[key] = preset[key]
+    return out
 
 
-def _checked(header: dict[str, int], source: str) -> dict[str, int]:
-    res = header["resolution"]
-    if not (MIN_RESOLUTION <= res <= MAX_RESOLUTION) or res & (res - 1):
-        raise ModelError(f"{source}: generator resolution {res} px is not supported by the stylegan2 extractor "
-                         f"(aligned crops of {MIN_RESOLUTION}..{MAX_RESOLUTION} px, a power of two)")
-    return header
-
-
-def _read_header(path: Path, network: str) -> dict[str, int]:
-    from facefeat.models.checkpoints import detect_format, read_checkpoint
-    from facefeat.models.stylegan2 import infer_generator_config, num_ws_for_resolution
-    from facefeat.models.stylegan2.formats import canonical_name, facefeat_paths
-
-    name = canonical_name(network)
-    # facefeat: the JSON says it all (the weights are not even opened)
-    fmt = "facefeat" if path.suffix in (".json", ".safetensors") else detect_format(path)
-    if fmt == "facefeat":
-        _, cfg_path = facefeat_paths(path)
-        try:
-            doc = json.loads(cfg_path.read_text(encoding="utf-8"))
-            entry = doc["networks"][name]
-            cfg = entry["config"]
-            kind = entry.get("kind")
-            res, w_dim = int(cfg["img_resolution"]), int(cfg["w_dim"])
-        except KeyError as exc:
-            raise ModelError(f"{cfg_path}: no generator network {name!r} with img_resolution and w_dim in this "
-                             f"facefeat config (missing {exc}); set stylegan2.network") from None
-        except (OSError, ValueError, TypeError) as exc:
-            raise ModelError(f"{cfg_path}: cannot read the facefeat checkpoint config ({exc})") from exc
-        if kind not in (None, "generator"):
-            raise ModelError(f"{cfg_path}: network {name!r} is a {kind}, not a generator")
-        return {"resolution": res, "w_dim": w_dim, "num_ws": num_ws_for_resolution(res)}
-    raw = read_checkpoint(path, names=[name])
-    if name not in raw.networks:
-        have = [n for n, k in raw.kinds.items() if k == "generator"]
-        raise ModelError(f"{path}: no network {name!r} in this {raw.format} file; its generators are {have}. "
-                         f"Set stylegan2.network to one of them.")
-    if raw.kinds.get(name) != "generator":
-        raise ModelError(f"{path}: network {name!r} is a {raw.kinds.get(name)}, not a generator")
-    cfg = infer_generator_config(raw.networks[name], raw.layout, source=f"{path} [{name}]",
-                                 init_kwargs=raw.init_kwargs.get(name))
-    return {"resolution": cfg.img_resolution, "w_dim": cfg.w_dim, "num_ws": cfg.num_ws}
+def projection_kwargs(config: dict[str, Any], *, resolution: int | None = None) -> dict[str, Any]:
+    """:func:`~facefeat.inversion.projection.project` keyword arguments for a (validated) config:
+    the preset resolved, ``steps`` as ``num_steps``, 0 patience as no early stopping, the coarse
+    phase dropped where ``coarse_resolution`` is 0 or not below the generator's ``resolution``, and
+    the ``encoder_*`` schedule for ``init: encoder``. The one mapping the extractor and the
+    benchmarks use."""
+    c = resolve_preset(config)
+    kw = {k: c[k] for k in _PROJECT_KEYS}
+    kw["num_steps"] = c["steps"]
+    kw["early_stop_patience"] = c["early_stop_patience"] or None
+    coarse = c["coarse_resolution"]
+    use_coarse = bool(coarse) and c["coarse_fraction"] > 0 and (resolution is None or coarse < resolution)
+    kw["coarse_resolution"] = coarse if use_coarse else None
+    kw["coarse_fraction"] = c["coarse_fraction"] if use_coarse else 0.0
+    if c.get("init") == "encoder":
+        kw.update(initial_learning_rate=c["encoder_learning_rate"], initial_noise_factor=c["encoder_noise_factor"],
+                  noise_init=c["encoder_noise_init"])
+    return kw
 
 
 def image_seed(seed: int, image_id: str) -> int:
@@ -253,7 +236,7 @@ class StyleGAN2Extractor(Extractor):
     """
 
     name = NAME
-    version = "1.0.0"
+    version = "1.1.0"
     config_schema = CONFIG_SCHEMA
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
@@ -261,7 +244,12 @@ class StyleGAN2Extractor(Extractor):
 
         super().__init__(config)
         # the registry does this too; direct construction (tests, notebooks) gets the same checks
-        self.config = c = validate_config(CONFIG_SCHEMA, self.config, where=f"extractor {NAME!r}", prefix=NAME)
+        c = validate_config(CONFIG_SCHEMA, self.config, where=f"extractor {NAME!r}", prefix=NAME)
+        # the preset's values go into the config itself: provenance and the resume fingerprint see them
+        self.config = c = resolve_preset(c)
+        if c["coarse_resolution"] and c["coarse_resolution"] & (c["coarse_resolution"] - 1):
+            raise ConfigError(f"stylegan2.coarse_resolution = {c['coarse_resolution']} is not a power of two (a "
+                              f"block resolution of the generator, e.g. 64), or 0 for none")
         if "lpips" in c["loss"] and not (c["lpips_vgg16"] and c["lpips_lin"]):
             raise ConfigError(f"stylegan2.loss = {c['loss']!r} needs the LPIPS weight files: set stylegan2.lpips_vgg16 "
                               f"(torchvision vgg16-397923af.pth) and stylegan2.lpips_lin (lpips weights/v0.1/vgg.pth), "
@@ -300,7 +288,6 @@ class StyleGAN2Extractor(Extractor):
             return None
         if self._enc_header is None:
             from facefeat.models.e4e import check_generator_compat
-            from facefeat_builtins.e4e import encoder_header
 
             h = encoder_header(self.config["init_encoder"], where="stylegan2.init_encoder")
             check_generator_compat(h, num_ws=self.header["num_ws"], w_dim=self.header["w_dim"],
@@ -383,12 +370,9 @@ class StyleGAN2Extractor(Extractor):
         res = self.header["resolution"]
         target = batch.aligned(res)
         init = self.initial_latents(batch)
-        kw = {k: c[k] for k in _PROJECT_KEYS}
-        if c["init"] == "encoder":
-            kw.update(initial_learning_rate=c["encoder_learning_rate"], initial_noise_factor=c["encoder_noise_factor"],
-                      noise_init=c["encoder_noise_init"])
+        kw = projection_kwargs(c, resolution=res)
         result = project(
-            self._G, target, num_steps=c["steps"], perceptual=self._lpips, batch_size=c["batch_size"],
+            self._G, target, perceptual=self._lpips, batch_size=c["batch_size"],
             seed=[image_seed(c["seed"], f.image_id) for f in batch], device=self._device,
             w_stats_cache=self._w_stats, return_images=c["save_reconstructions"], return_noises=False, init=init,
             **kw)

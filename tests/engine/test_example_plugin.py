@@ -66,7 +66,7 @@ def test_example_plugin_discovered_and_run(example_site, tmp_path, examples_dir)
     _cli("extract", str(examples_dir), "--out", str(tmp_path), "-e", "example_colour", "--no-progress", env=env)
     import facefeat
 
-    df = facefeat.read_features(tmp_path)
+    df = facefeat.read_features(tmp_path, include_failed=True)
     ok = df[df.status == "ok"]
     assert len(df) == 5 and len(ok) == 4
     assert ((ok.example_colour__luminance > 20) & (ok.example_colour__luminance < 240)).all()

@@ -9,12 +9,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 import facefeat
 from facefeat.cli import main
-from facefeat.engine.run import run_extraction
+from facefeat.engine import Extractor, Requires
+from facefeat.engine.executors import ExecutorError
+from facefeat.engine.run import ENV_TEST_HANG_AFTER_CHUNKS, RunFolderError, run_extraction
 from facefeat.io.tables import read_provenance
 from tests.io.bad_inputs import make_bad_inputs
 
@@ -33,7 +36,7 @@ def bad_run(tmp_path_factory):
 
 def test_every_bad_input_is_one_row_with_its_status(bad_run):
     expected, out, summary = bad_run
-    df = facefeat.read_features(out / "landmarks.parquet")
+    df = facefeat.read_features(out / "landmarks.parquet", flatten=False, include_failed=True)
     assert len(df) == len(expected)  # nothing dropped
     got = {Path(p).name: s for p, s in zip(df["path"], df["status"])}
     assert got == expected
@@ -48,7 +51,7 @@ def test_every_bad_input_is_one_row_with_its_status(bad_run):
 
 def test_exif_rotated_landmarks_land_on_the_upright_face(bad_run):
     _, out, _ = bad_run
-    df = facefeat.read_features(out / "landmarks.parquet")
+    df = facefeat.read_features(out / "landmarks.parquet", flatten=False, include_failed=True)
     by = {Path(p).name: r for p, r in zip(df["path"], df.itertuples())}
     rot, ref = by["exif_rotated.jpg"], by["jpeg_named.png"]
     assert rot.diag__exif_orientation == 6
@@ -60,7 +63,7 @@ def test_exif_rotated_landmarks_land_on_the_upright_face(bad_run):
 
 def test_diagnostics_and_duplicates(bad_run):
     _, out, _ = bad_run
-    df = facefeat.read_features(out / "landmarks.parquet")
+    df = facefeat.read_features(out / "landmarks.parquet", flatten=False, include_failed=True)
     by = {Path(p).name: r for p, r in zip(df["path"], df.to_dict("records"))}
     assert by["two_faces.jpg"]["diag__n_faces"] == 2 and by["two_faces.jpg"]["status"] == "ok"
     assert by["Ünïcödé näme with spaces.jpg"]["diag__duplicate_of"].endswith("jpeg_named.png")
@@ -73,7 +76,7 @@ def test_diagnostics_and_duplicates(bad_run):
 def test_multiple_faces_policy_fail(tmp_path, examples_dir):
     run_extraction({"input": str(examples_dir), "out": str(tmp_path), "extractors": ["landmarks"],
                     "face": {"multiple_faces": "fail"}}, progress=False)
-    df = facefeat.read_features(tmp_path)
+    df = facefeat.read_features(tmp_path, include_failed=True)
     st = dict(zip(df.subject_id, df.status))
     assert st["2008_001009"] == "multiple_faces" and st["Tom_Cruise_avp_2014_4"] == "ok" and st["dogs"] == "no_face"
 
@@ -107,10 +110,10 @@ def test_provenance_and_readers(bad_run):
 def test_read_features_flatten_and_join(tmp_path, examples_dir):
     run_extraction({"input": str(examples_dir), "out": str(tmp_path), "extractors": ["landmarks", "face_descriptor"]},
                    progress=False)
-    wide = facefeat.read_features(tmp_path, flatten=True)
+    wide = facefeat.read_features(tmp_path, flatten=True, include_failed=True)
     assert len(wide) == 5
     emb = [c for c in wide.columns if c.startswith("face_descriptor__embedding_")]
-    assert len(emb) == 128 and emb[0].endswith("_000")
+    assert len(emb) == 128 and emb[0].endswith("_0000") and emb[-1].endswith("_0127")
     ok = wide[wide.status == "ok"]
     assert np.isfinite(ok[emb].to_numpy()).all() and wide.loc[wide.status != "ok", emb].isna().all().all()
     assert set(wide.status) == {"ok", "no_face"}
@@ -156,25 +159,164 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
                    progress=False)
     cmd = [sys.executable, "-m", "facefeat.cli", "extract", str(folder), "--out", str(out), "-e", "landmarks",
            "--batch-size", "2", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The hook blocks the child after 2 chunks: it cannot finish before the kill, however fast it is.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, ENV_TEST_HANG_AFTER_CHUNKS: "2"})
     parts = out / ".parts" / "landmarks"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 2:
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(parts.glob("part-*.parquet"))) < 2 and proc.poll() is None:
         time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    n_parts = len(list(parts.glob("part-*.parquet")))
-    assert 2 <= n_parts < 6 and not (out / "landmarks.parquet").exists()
+    assert len(list(parts.glob("part-*.parquet"))) == 2 and not (out / "landmarks.parquet").exists()
+    assert json.loads((out / "run.json").read_text())["state"] == "running"
     summary = run_extraction({"input": str(folder), "out": str(out), "extractors": ["landmarks"], "batch_size": 2},
                              progress=False)
-    assert summary.n_reused == 2 * n_parts and summary.n_processed == 12 - 2 * n_parts
+    assert summary.n_reused == 4 and summary.n_processed == 8
     assert _table_rows(out / "landmarks.parquet").equals(_table_rows(ref_out / "landmarks.parquet"))
     assert not list(parts.glob("*"))  # parts merged and removed
-    # A third run has nothing left to do and changes nothing.
+    assert json.loads((out / "run.json").read_text())["state"] == "complete"
+    # A third run has nothing left to do and changes nothing (the table is not even rewritten).
+    mtime = (out / "landmarks.parquet").stat().st_mtime_ns
     again = run_extraction({"input": str(folder), "out": str(out), "extractors": ["landmarks"], "batch_size": 2},
                            progress=False)
-    assert again.n_processed == 0
+    assert again.n_processed == 0 and (out / "landmarks.parquet").stat().st_mtime_ns == mtime
     assert _table_rows(out / "landmarks.parquet").equals(_table_rows(ref_out / "landmarks.parquet"))
+
+
+def test_out_holding_other_inputs_is_refused_unless_overwrite(tmp_path, examples_dir):
+    other = _cohort(tmp_path, 3)
+    out = tmp_path / "run"
+    run_extraction({"input": str(examples_dir), "out": str(out), "extractors": ["landmarks", "face_descriptor"]},
+                   progress=False)
+    before = {p.name: p.read_bytes() for p in out.glob("*.parquet")}
+    with pytest.raises(RunFolderError, match=r"(?s)holds a run of other inputs.*5 images from .*faces.*this run has "
+                                             r"3 images from .*cohort.*--overwrite"):
+        run_extraction({"input": str(other), "out": str(out), "extractors": ["landmarks"]}, progress=False)
+    assert {p.name: p.read_bytes() for p in out.glob("*.parquet")} == before  # nothing touched
+    (out / "notes.txt").write_text("mine")
+    s = run_extraction({"input": str(other), "out": str(out), "extractors": ["landmarks"]}, progress=False,
+                       overwrite=True)
+    assert s.n_images == 3 and sorted(p.name for p in out.glob("*.parquet")) == ["landmarks.parquet"]
+    assert (out / "notes.txt").read_text() == "mine"  # only the run's own files are deleted
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["extractors"] == ["landmarks"] and meta["n_images"] == 3
+    # A table of another preprocessing that this run would keep: refused too.
+    run_extraction({"input": str(other), "out": str(out), "extractors": ["face_descriptor"]}, progress=False)
+    with pytest.raises(RunFolderError, match=r"face_descriptor.parquet \(extractor face_descriptor, not selected now\) "
+                                             r"was made with other preprocessing \(face differ\)"):
+        run_extraction({"input": str(other), "out": str(out), "extractors": ["landmarks"],
+                        "face": {"multiple_faces": "fail"}}, progress=False)
+    # Another config of a selected extractor is a deliberate re-run: recomputed, not refused.
+    s = run_extraction({"input": str(other), "out": str(out), "extractors": ["landmarks"],
+                        "landmarks": {"include_points": True}}, progress=False)
+    assert s.n_processed == 3
+
+
+def test_cli_refuses_mixed_run_and_prints_the_summary_once(tmp_path, examples_dir, capsys, caplog):
+    out = tmp_path / "run"
+    assert main(["extract", str(examples_dir), "--out", str(out), "-e", "landmarks", "--no-progress"]) == 0
+    text = capsys.readouterr().out + caplog.text
+    assert text.count("5 images: ok 4, no_face 1") == 1
+    assert "skipped (not an image): README.md" in text
+    other = _cohort(tmp_path, 2)
+    assert main(["extract", str(other), "--out", str(out), "-e", "landmarks", "--no-progress"]) == 2
+    assert "holds a run of other inputs" in capsys.readouterr().err
+    assert main(["extract", str(other), "--out", str(out), "-e", "landmarks", "--no-progress", "--overwrite"]) == 0
+    assert main(["extract", str(other), "--out", str(out), "--jobs", "2", "--cluster", "local:2"]) == 2
+    assert "--jobs sets local processes" in capsys.readouterr().err
+
+
+def test_non_image_files_are_counted_and_listed(tmp_path, examples_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p in sorted(examples_dir.glob("*.jpg"))[:2]:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / "notes.docx").write_bytes(b"PK")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "scan.dcm").write_bytes(b"DICM")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    s = run_extraction({"input": str(folder), "out": str(tmp_path / "out"), "extractors": ["landmarks"]},
+                       progress=False)
+    assert s.skipped == [".DS_Store", "notes.docx", "sub/scan.dcm"] and s.n_images == 2
+    assert "3 non-image file(s) skipped" in s.line()
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["skipped"] == s.skipped
+
+
+class _FailsOnSome(Extractor):
+    """Fails on faces whose aligned crop is brighter than average (a plugin bug, per image)."""
+
+    name = "fails_on_some"
+    version = "1"
+
+    def requires(self):
+        return Requires(aligned_sizes=(256,))
+
+    def output_schema(self):
+        return pa.schema([pa.field("fails_on_some__mean", pa.float64())])
+
+    def extract(self, batch):
+        means = batch.aligned(256).reshape(len(batch), -1).mean(axis=1)
+        if len(batch) == 1 and means[0] > 100:
+            raise RuntimeError("too bright")
+        if len(batch) > 1 and (means > 100).any():
+            raise RuntimeError("a bright face in the batch")
+        return pa.RecordBatch.from_arrays([pa.array(means.astype(float))], schema=self.output_schema())
+
+
+class _WrongRows(_FailsOnSome):
+    name = "wrong_rows"
+
+    def output_schema(self):
+        return pa.schema([pa.field("wrong_rows__mean", pa.float64())])
+
+    def extract(self, batch):
+        if any(f.subject_id.startswith("Tom_Cruise") for f in batch):
+            return pa.RecordBatch.from_arrays([pa.array([0.0] * (len(batch) + 1))], schema=self.output_schema())
+        return pa.RecordBatch.from_arrays([pa.array([1.0] * len(batch))], schema=self.output_schema())
+
+
+def _registry_with(*classes):
+    from facefeat.engine.registry import load_registry
+
+    registry = load_registry()
+    for cls in classes:
+        registry.add_extractor(cls)
+    return registry
+
+
+def test_summary_counts_every_extractors_statuses(tmp_path, examples_dir):
+    registry = _registry_with(_FailsOnSome)
+    s = run_extraction({"input": str(examples_dir), "out": str(tmp_path), "extractors": ["landmarks", "fails_on_some"]},
+                       registry=registry, progress=False)
+    per = s.extractor_status_counts
+    assert per["landmarks"]["ok"] == 4 and per["landmarks"]["no_face"] == 1
+    n_err = per["fails_on_some"]["error"]
+    assert n_err >= 1 and per["fails_on_some"]["ok"] == 4 - n_err
+    assert s.status_counts["error"] == n_err and s.status_counts["ok"] == 4 - n_err and s.status_counts["no_face"] == 1
+    assert f"fails_on_some: ok {4 - n_err}, no_face 1, error {n_err}" in s.line()
+    meta = json.loads((tmp_path / "run.json").read_text())
+    assert meta["extractor_status_counts"] == per and meta["status_counts"] == s.status_counts
+
+
+def test_a_failing_chunk_names_its_images_and_keeps_the_others_parts(tmp_path, examples_dir):
+    registry = _registry_with(_WrongRows)
+    cfg = {"input": str(examples_dir), "out": str(tmp_path), "extractors": ["wrong_rows"], "batch_size": 1}
+    with pytest.raises(ExecutorError, match=r"(?s)1 of 5 chunk\(s\) failed.*Tom_Cruise.*returned 2 rows for a "
+                                            r"batch of 1.*parts are kept"):
+        run_extraction(cfg, registry=registry, progress=False)
+    assert len(list((tmp_path / ".parts" / "wrong_rows").glob("part-*.parquet"))) == 4
+    assert not (tmp_path / "wrong_rows.parquet").exists()
+
+
+def test_every_run_file_is_written_atomically_and_private(tmp_path, examples_dir):
+    out = tmp_path / "run"
+    run_extraction({"input": str(examples_dir), "out": str(out), "extractors": ["landmarks", "face_descriptor"]},
+                   progress=False)
+    files = [out / "run.json", out / "landmarks.parquet", out / "face_descriptor.parquet"]
+    assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o600"}  # docs/cluster.md: run files are private
+    assert not [p for p in out.rglob("*.tmp")]
 
 
 def test_changed_config_recomputes(tmp_path, examples_dir):

@@ -245,3 +245,51 @@ def test_round_trip_w_latents_report(G_display, display_stats):
     """Targets from plain W latents (one w broadcast): reported, not an acceptance criterion. Here the
     true latent lies in W, so W (8x fewer unknowns) usually ends at least as close as W+."""
     _round_trip(G_display, display_stats, n=8, num_steps=NVIDIA_DEFAULTS["num_steps"] // 2, mix_at=None)
+
+
+# --- coarse-to-fine ---------------------------------------------------------------------------------
+
+def test_synthesis_resolution_returns_the_coarse_skip_image(G_display):
+    """``resolution=r`` stops after block r: the full resolution is the normal image, a lower one is
+    the skip image of that block (its ToRGB sum), and a finer block changes nothing below it."""
+    ws, _ = render_targets(G_display, 2)
+    with torch.no_grad():
+        full = G_display.synthesis(ws, noise_mode="const")
+        assert torch.equal(G_display.synthesis(ws, noise_mode="const", resolution=32), full)
+        c16 = G_display.synthesis(ws, noise_mode="const", resolution=16)
+        changed = ws.clone()
+        changed[:, 6:] += 1.0  # rows of the 32 px block only
+        c16b = G_display.synthesis(changed, noise_mode="const", resolution=16)
+    assert tuple(c16.shape) == (2, 3, 16, 16) and torch.equal(c16, c16b)
+    with pytest.raises(ValueError, match="resolution must be one of"):
+        G_display.synthesis(ws, resolution=12)
+
+
+def test_coarse_to_fine_is_batch_invariant(G_display, display_stats):
+    """The coarse phase keeps the batch-invariant guarantee (the phase depends only on the image's
+    own step count) and the histories record the coarse loss, then the full-resolution one."""
+    _, target = render_targets(G_display, 3)
+    kw = dict(num_steps=12, coarse_resolution=16, coarse_fraction=0.5, w_stats_cache=display_stats,
+              batch_invariant=True, initial_noise_factor=0.0)
+    rb = project(G_display, target, seed=[4, 5, 6], batch_size=2, **kw)
+    singles = [project(G_display, target[i:i + 1], seed=[s], **kw) for i, s in enumerate([4, 5, 6])]
+    assert max(_compare(rb, singles).values()) <= 1e-5
+    assert rb.params["coarse_resolution"] == 16 and rb.params["coarse_fraction"] == 0.5
+    # step 5 (coarse) is measured against the 2x2-averaged target, step 6 against the target itself
+    with torch.no_grad():
+        img = G_display.synthesis(rb.ws, noise=rb.noises)
+    assert torch.allclose(rb.mse, image_mse(img, target))
+    assert torch.isfinite(rb.mse_history).all()
+    plain = project(G_display, target[:1], seed=[4], **dict(kw, coarse_fraction=0.0))
+    assert plain.params["coarse_resolution"] is None and not torch.equal(plain.latents, singles[0].latents)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(coarse_resolution=32, coarse_fraction=0.5), "coarse_resolution must be one of"),
+    (dict(coarse_resolution=12, coarse_fraction=0.5), "coarse_resolution must be one of"),
+    (dict(coarse_resolution=16, coarse_fraction=1.5), "coarse_fraction"),
+])
+def test_coarse_bad_arguments(G_display, display_stats, kwargs, match):
+    _, target = render_targets(G_display, 1)
+    with pytest.raises(ConfigError, match=match):
+        project(G_display, target, num_steps=2, w_stats_cache=display_stats, **kwargs)

@@ -275,7 +275,7 @@ def test_engine_run_writes_rows_for_every_image(tmp_path, examples_dir):
     run_extraction({"input": str(src), "out": str(tmp_path / "out"), "extractors": ["attributes"], "jobs": 1,
                     "align": {"cache": False}}, progress=False)
     path = tmp_path / "out" / "attributes.parquet"
-    df = read_features(path).set_index("subject_id")
+    df = read_features(path, include_failed=True).set_index("subject_id")
     assert df.loc["dogs", "status"] == "no_face" and np.isnan(df.loc["dogs", "attributes__apparent_age"])
     assert df.loc["Tom_Cruise_avp_2014_4", "status"] == "ok"
     assert 40 <= df.loc["Tom_Cruise_avp_2014_4", "attributes__apparent_age"] <= 65

@@ -16,7 +16,13 @@ from facefeat.engine.run import plan_run, run_extraction
 from facefeat.errors import ConfigError, ModelError
 from facefeat.io.hashing import sha256_file
 from facefeat.io.tables import read_provenance
-from facefeat_builtins.stylegan2 import StyleGAN2Extractor, checkpoint_header, image_seed
+from facefeat_builtins.stylegan2 import (
+    PRESETS,
+    StyleGAN2Extractor,
+    checkpoint_header,
+    image_seed,
+    projection_kwargs,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "stylegan2"
 NVIDIA = DATA / "nvidia_tiny_network-snapshot.pkl"
@@ -33,7 +39,7 @@ def _create(config):
 def test_registered_through_entry_points():
     info = load_registry().info("stylegan2")
     assert info.cls is StyleGAN2Extractor and info.distribution == "facefeat"
-    assert info.version == "1.0.0"
+    assert info.version == "1.1.0"
 
 
 @pytest.mark.parametrize("path", [NVIDIA, ROSINALITY])
@@ -179,10 +185,9 @@ def test_extract_matches_project(engine_run):
     face = Face("img0", "s0", np.zeros((68, 2)), (0, 0, 1, 1), aligned={32: crop})
     rb = ext.extract(FaceBatch([face]))
     got = np.asarray(rb.column("stylegan2__latent")[0].as_py(), dtype=np.float32)
-    c = ext.config
-    ref = project(ext._G, crop[None], num_steps=3, space="w", seed=[image_seed(0, "img0")],
-                  w_stats_cache=ext._w_stats, batch_invariant=True, early_stop_patience=c["early_stop_patience"],
-                  early_stop_min_delta=c["early_stop_min_delta"], early_stop_start=c["early_stop_start"])
+    kw = projection_kwargs(ext.config, resolution=32)
+    assert kw["num_steps"] == 3 and kw["space"] == "w" and kw["batch_invariant"]
+    ref = project(ext._G, crop[None], seed=[image_seed(0, "img0")], w_stats_cache=ext._w_stats, **kw)
     assert np.array_equal(got, ref.latents.reshape(-1).numpy())
     assert torch.is_tensor(ref.latents) and rb.num_rows == 1
 
@@ -242,7 +247,8 @@ def test_hybrid_passes_the_codes_and_its_schedule_to_project(e4e_files, monkeypa
     seen.clear()
     plain = _create({"checkpoint": str(e4e_files["generator"]), "steps": 1, "w_avg_samples": 1000})
     plain.extract(_faces(1, sizes=(32,)))
-    assert seen["init"] == "w_avg" and seen["initial_learning_rate"] == 0.1 and "noise_init" not in seen
+    assert seen["init"] == "w_avg" and "noise_init" not in seen
+    assert seen["initial_learning_rate"] == PRESETS["fast"]["initial_learning_rate"]
 
 
 def test_hybrid_changes_the_fingerprint(e4e_files):

@@ -148,6 +148,13 @@ def test_report_of_a_simulated_study(tmp_path):
     assert _section(text, "edits").count("data:image/png;base64,") == 2
     assert "generator.safetensors" in _section(text, "edits")  # the generator recorded by simulate
     assert "http://" not in text and "https://" not in text
+    # one CV specification: the report shows simulate's own cross-validation (it recomputed a 5x5 one before)
+    import json
+
+    summary = json.loads((sim / "summary.json").read_text())
+    val = _section(text, "validation")
+    assert "stored: read from" in val and "1 x 3-fold" in val
+    assert f"{summary['recovered']['c_index']:.3f}" in val
 
 
 @pytest.mark.slow

@@ -20,10 +20,10 @@ def test_reader_keeps_ok_rows_flattens_embeddings_and_ignores_diagnostics(tmp_pa
     rep = DataReport()
     df = load_feature_table(tmp_path, report=rep)
     assert df["subject_id"].tolist() == ["s1", "s3"]
-    assert [c for c in df.columns if c.startswith("e__latent")] == ["e__latent_0", "e__latent_1", "e__latent_2"]
-    np.testing.assert_allclose(df[["e__latent_0", "e__latent_1", "e__latent_2"]].to_numpy(), emb[[0, 2]])
+    assert [c for c in df.columns if c.startswith("e__latent")] == ["e__latent_0000", "e__latent_0001", "e__latent_0002"]
+    np.testing.assert_allclose(df[["e__latent_0000", "e__latent_0001", "e__latent_0002"]].to_numpy(), emb[[0, 2]])
     assert not any(c.startswith("diag__") for c in df.columns)
-    assert df.attrs["feature_columns"] == ["e__a", "e__b", "e__latent_0", "e__latent_1", "e__latent_2"]
+    assert df.attrs["feature_columns"] == ["e__a", "e__b", "e__latent_0000", "e__latent_0001", "e__latent_0002"]
     item = rep.items[0]
     assert item.count == 2 and "no_face: 1" in item.message and "unreadable: 1" in item.message
     schema = df.attrs["feature_schema"][0]
@@ -38,7 +38,7 @@ def test_two_tables_join_on_image_and_drop_partial_failures(tmp_path):
     import pyarrow.parquet as pq
 
     t = pq.read_table(tmp_path / "b.parquet")
-    t = t.rename_columns([c.replace("a__", "b__") if c.startswith("a__") else c for c in t.column_names])
+    t = t.rename_columns([c.replace("a__", "b__") if c.startswith(("a__", "diag__a__")) else c for c in t.column_names])
     pq.write_table(t, tmp_path / "b.parquet")
     rep = DataReport()
     df = load_feature_table(tmp_path, report=rep)

@@ -28,6 +28,7 @@ import torch
 from facefeat.io.atomic import atomic_output
 from facefeat.errors import ModelError
 from facefeat.io.hashing import sha256_file
+from facefeat.io.jsonsafe import to_jsonable
 from facefeat.models.stylegan2.config import DiscriminatorConfig, GeneratorConfig
 from facefeat.models.stylegan2.networks import Discriminator, Generator
 from facefeat.models.stylegan2.nvidia_pickle import read_nvidia_pickle
@@ -115,16 +116,9 @@ def read_nvidia(path: str | os.PathLike) -> RawCheckpoint:
     info = {"classes": classes, "embedded_source_sha256": srcs,
             "persistence_version": sorted({o.version for o in pk.networks.values()}),
             "license": NVIDIA_LICENSE_NOTE,
-            "training_set_kwargs": _jsonable(pk.other.get("training_set_kwargs"))}
+            "training_set_kwargs": to_jsonable(pk.other.get("training_set_kwargs"))}
     return RawCheckpoint(path=Path(path), format="nvidia-pickle", layout="nvidia", networks=networks, kinds=kinds,
                          init_kwargs=init_kwargs, info=info)
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        return json.loads(json.dumps(value, default=str))
-    except (TypeError, ValueError):
-        return repr(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,7 +181,7 @@ def read_rosinality(path: str | os.PathLike, obj: Any | None = None) -> RawCheck
         raise ModelError(f"{path}: latent_avg is a {type(w_avg).__name__}, not a tensor")
     args = obj.get("args")
     info = {"top_level_keys": sorted(map(str, obj)),
-            "args": _jsonable(vars(args)) if isinstance(args, argparse.Namespace) else _jsonable(args),
+            "args": to_jsonable(vars(args)) if isinstance(args, argparse.Namespace) else to_jsonable(args),
             "has_latent_avg": w_avg is not None,
             "license": "rosinality/stylegan2-pytorch code: MIT; the weights carry the license of what they were "
                        "trained on or converted from (NVIDIA's official models: non-commercial)"}
@@ -259,7 +253,7 @@ def save_facefeat(path: str | os.PathLike, networks: Mapping[str, Generator | Di
             "facefeat_version": __version__,
             "torch_version": torch.__version__.split("+")[0],
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            **_jsonable(dict(provenance or {})),
+            **to_jsonable(dict(provenance or {})),
         },
     }
     text = json.dumps(doc, indent=2, sort_keys=False) + "\n"

@@ -347,7 +347,8 @@ class SynthesisNetwork(nn.Module):
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", *,
                 noise: Sequence[torch.Tensor] | None = None, generator: torch.Generator | None = None,
-                compute_dtype: torch.dtype | None = None, impl: str | None = None) -> torch.Tensor:
+                compute_dtype: torch.dtype | None = None, impl: str | None = None,
+                resolution: int | None = None) -> torch.Tensor:
         """Render images.
 
         Parameters
@@ -365,11 +366,16 @@ class SynthesisNetwork(nn.Module):
             With ``config.num_fp16_res > 0`` only the top that-many resolutions use it.
         impl : {"fast", "reference"}, optional
             Override :attr:`impl`.
+        resolution : int, optional
+            Stop after the block of this resolution (one of :attr:`block_resolutions`) and return
+            the skip image there: the same picture without the finer blocks' detail, at a fraction
+            of the cost (coarse-to-fine projection). The ``ws`` rows and noise maps of the finer
+            blocks are not used. Default: the full ``img_resolution``.
 
         Returns
         -------
-        Tensor ``[B, img_channels, R, R]``, float32. Trained generators give values near
-        [-1, 1]; nothing is clamped.
+        Tensor ``[B, img_channels, R, R]`` (``R = resolution``), float32. Trained generators give
+        values near [-1, 1]; nothing is clamped.
         """
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
@@ -387,7 +393,12 @@ class SynthesisNetwork(nn.Module):
         # run on smaller sub-batches (shape-only decisions), so working sets stay cache-sized
         # and a batch is at least as fast per image as one sample.
         chunked = (impl == "fast" and self.max_batch_elements is not None and ws.device.type == "cpu")
-        _, img = self._run_blocks(self.block_resolutions, None, None, ws, noise, chunked=chunked, **kw)
+        blocks = self.block_resolutions
+        if resolution is not None:
+            if resolution not in blocks:
+                raise ValueError(f"synthesis: resolution must be one of {list(blocks)}, got {resolution}")
+            blocks = [r for r in blocks if r <= resolution]
+        _, img = self._run_blocks(blocks, None, None, ws, noise, chunked=chunked, **kw)
         return img.contiguous()
 
     def _run_blocks(self, resolutions: Sequence[int], x: torch.Tensor | None, img: torch.Tensor | None,

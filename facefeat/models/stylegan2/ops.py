@@ -358,7 +358,7 @@ def modulated_conv2d(
             y = y.reshape(b, h, w, out_ch).permute(0, 3, 1, 2)
         else:
             y = torch.matmul(wm, x.reshape(b, in_ch, h * w)).reshape(b, out_ch, h, w)
-    elif b == 1 and weight.numel() <= x.numel():
+    elif b == 1 and weight.numel() <= x.numel() and not (torch.is_grad_enabled() and styles.requires_grad):
         # One sample and a weight smaller than the activations: fold styles and the output
         # scale into the (prepared) weight -> one plain convolution, bias fused into it.
         if up == 1:
