@@ -1,8 +1,9 @@
 """Compute devices: what this machine has, one check of a ``--device`` value before work
 starts, and telling a device that failed mid-run from an ordinary error.
 
-Every command with ``--device`` (extract, train, simulate, explain, study) and every extractor's
-``load(device)`` goes through :func:`resolve_device`, so asking for a GPU that is not there is
+Every command with ``--device`` (extract, train, simulate, explain, report), the engine's
+``plan_run`` (so ``facefeat study`` too), the generator and encoder loaders and the torch
+extractors' ``load(device)`` go through :func:`resolve_device`, so asking for a GPU that is not there is
 a :class:`~facefeat.errors.ConfigError` that lists what is available, raised before any image is
 read, not an ``AssertionError: Torch not compiled with CUDA enabled`` from deep inside torch
 after the run has started.
