@@ -1,8 +1,9 @@
 """Compute devices: what this machine has, one check of a ``--device`` value before work
 starts, and telling a device that failed mid-run from an ordinary error.
 
-Every command with ``--device`` (extract, train, simulate, explain, study) and every extractor's
-``load(device)`` goes through :func:`resolve_device`, so asking for a GPU that is not there is
+Every command with ``--device`` (extract, train, simulate, explain, report), the engine's
+``plan_run`` (so ``facefeat study`` too), the generator and encoder loaders and the torch
+extractors' ``load(device)`` go through :func:`resolve_device`, so asking for a GPU that is not there is
 a :class:`~facefeat.errors.ConfigError` that lists what is available, raised before any image is
 read, not an ``AssertionError: Torch not compiled with CUDA enabled`` from deep inside torch
 after the run has started.
@@ -62,7 +63,8 @@ def _available_text() -> str:
     return "available on this machine: " + ", ".join(available_devices(describe=True))
 
 
-def resolve_device(spec: "str | torch.device", *, option: str = "--device", probe: bool = True) -> "torch.device":
+def resolve_device(spec: "str | torch.device", *, option: str = "--device", probe: bool = True,
+                   meta: bool = False) -> "torch.device":
     """Check that ``spec`` names a device this machine has and return it as a ``torch.device``.
 
     Parameters
@@ -74,6 +76,9 @@ def resolve_device(spec: "str | torch.device", *, option: str = "--device", prob
     probe : bool
         Run one tiny computation on the device, so a device that torch lists but cannot use
         (driver too old for the build, a GPU in an error state) fails here, before any work.
+    meta : bool
+        Also accept torch's ``meta`` device (shapes without data, no hardware): for library
+        code that reads a checkpoint's structure only, never for a user's ``--device``.
 
     Returns
     -------
@@ -89,6 +94,8 @@ def resolve_device(spec: "str | torch.device", *, option: str = "--device", prob
     import torch
 
     text = str(spec).strip().lower()
+    if meta and text == "meta":
+        return torch.device("meta")
     match = _DEVICE.match(text)
     if match is None:
         hint = f" (did you mean {_HINTS[text]}?)" if text in _HINTS else ""
@@ -125,13 +132,13 @@ def resolve_device(spec: "str | torch.device", *, option: str = "--device", prob
     return device
 
 
-def check_device(spec: "str | torch.device | None", *, option: str = "--device") -> str:
+def check_device(spec: "str | torch.device | None", *, option: str = "--device", meta: bool = False) -> str:
     """:func:`resolve_device` for config values and command-line options: returns the device
     as a string (``"cuda:1"``), ``None`` as ``"cpu"``, and does not import torch for ``cpu``
     (commands whose extractors never use torch stay quick)."""
     if spec is None or str(spec).strip().lower() in ("cpu", "cpu:0"):
         return "cpu"
-    return str(resolve_device(spec, option=option))
+    return str(resolve_device(spec, option=option, meta=meta))
 
 
 # Substrings of the messages torch raises when a GPU stops working under a running program

@@ -72,6 +72,10 @@ def test_cpu_spellings_resolve_without_a_probe(no_gpu):
     assert resolve_device(" CPU ") == torch.device("cpu")
     assert resolve_device(torch.device("cpu")) == torch.device("cpu")
     assert check_device(None) == check_device("cpu:0") == "cpu"
+    # torch's shape-only device: for library loaders reading a checkpoint's structure, never for --device
+    assert resolve_device("meta", meta=True) == torch.device("meta")
+    with pytest.raises(ConfigError, match="'meta' is not a device facefeat can use"):
+        resolve_device("meta")
 
 
 def test_gpu_index_past_the_last_one_names_the_gpus_there(two_gpus):

@@ -90,26 +90,13 @@ def _run_config(args) -> dict:
     return config
 
 
-def _check_devices(config: dict) -> None:
-    """The run's device and any extractor's own (``-s stylegan2.device=cuda``) exist here: a
-    missing GPU is a config error before the run starts, not a failure in its first batch."""
-    from facefeat.devices import check_device
-
-    names = config.get("extractors") or []
-    names = names.split(",") if isinstance(names, str) else names
-    check_device(config.get("device"), option="--device")
-    for name in names:
-        section = config.get(name.strip())
-        if isinstance(section, dict) and section.get("device") is not None:
-            check_device(section["device"], option=f"{name.strip()}.device")
-
-
 def cmd_extract(args) -> int:
+    from facefeat.engine.config import check_devices
     from facefeat.engine.run import plan_run, run_extraction
     from facefeat.errors import ConfigError
 
     config = _run_config(args)
-    _check_devices(config)
+    check_devices(config, option="--device")  # before the schema, so 'tpu' gets the list of devices too
     if args.validate:
         plan = plan_run(config)
         print(f"config ok: {len(plan.inputs.records)} images "

@@ -129,3 +129,19 @@ def resolve_run_config(config: Mapping[str, Any], *, where: str = "run config") 
     if len(set(resolved["extractors"])) != len(resolved["extractors"]):
         raise ConfigError(f"{where}: extractors lists a name twice: {resolved['extractors']}")
     return resolved
+
+
+def check_devices(config: Mapping[str, Any], *, option: str = "device") -> None:
+    """Check the run's ``device`` and any selected extractor's own (``stylegan2.device``) with
+    :func:`facefeat.devices.check_device`: a GPU that is not there is a ConfigError listing the
+    available devices before the run starts, not a failure in its first batch. ``option`` names
+    the run's device in the message (``--device`` on the command line)."""
+    from facefeat.devices import check_device
+
+    names = config.get("extractors") or []
+    names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+    check_device(config.get("device"), option=option)
+    for name in names:
+        section = config.get(name)
+        if isinstance(section, Mapping) and section.get("device") is not None:
+            check_device(section["device"], option=f"{name}.device")

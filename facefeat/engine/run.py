@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 
 from facefeat._version import __version__
-from facefeat.engine.config import resolve_run_config
+from facefeat.engine.config import check_devices, resolve_run_config
 from facefeat.engine.extractor import Extractor, FaceBatch
 from facefeat.engine.preprocess import Preprocessed, Preprocessor
 from facefeat.devices import raise_if_device_failure
@@ -121,6 +121,7 @@ def plan_run(config: dict[str, Any], *, registry: Registry | None = None) -> Pla
     ConfigError, InputError, PluginError, ModelError
     """
     config = resolve_run_config(config)
+    check_devices(config)  # a GPU that is not there: before any model or image is read
     registry = registry or load_registry()
     names = config["extractors"]
     run_keys = set(config) - set(names)

@@ -211,7 +211,7 @@ def load_generator(path: str | os.PathLike, *, which: str | None = None, device:
     """
     from facefeat.devices import check_device
 
-    device = check_device(device, option="device")  # before reading a large file for a GPU that is not there
+    device = check_device(device, option="device", meta=True)  # before reading a large file for a GPU that is not there
     raw = read_checkpoint(path, names=[which or "G_ema"])
     name = _pick(raw, which, "generator")
     G = _generator(raw, name, device, w_avg_samples=w_avg_samples, w_avg_seed=w_avg_seed)

@@ -104,3 +104,11 @@ def test_the_cli_reports_a_lost_device_without_a_traceback(photos, tmp_path, mon
     assert rc == 2
     assert err.startswith("facefeat extract: error: extractor 'brightness': the compute device failed")
     assert "re-run the same command to resume" in err and "Traceback" not in err
+
+
+def test_run_extraction_from_python_checks_devices_before_any_work(no_gpu, photos, tmp_path):
+    from facefeat.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^device cuda: this torch .* available on this machine: cpu$"):
+        run_extraction({**_config(photos, tmp_path / "a"), "device": "cuda"}, registry=_registry(), progress=False)
+    assert not (tmp_path / "a").exists() and _Brightness.calls == 0

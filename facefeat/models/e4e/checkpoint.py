@@ -370,7 +370,7 @@ def load_e4e(
     """
     from facefeat.devices import check_device
 
-    device = check_device(device, option="device")  # a GPU that is not there: ConfigError listing what is
+    device = check_device(device, option="device", meta=True)  # a GPU that is not there: ConfigError listing what is
     ckpt = read_checkpoint(path)
     source = str(path)
     return e4e_from_checkpoint(
