@@ -518,13 +518,17 @@ def _worker_device(device: str) -> str:
         return device
     from facefeat.engine.executors import worker_index
 
-    index = worker_index()
-    if index is None:
-        return device
     import torch
 
-    count = torch.cuda.device_count()
-    return f"cuda:{index % count}" if count > 1 else device
+    return device_for_worker(device, worker_index(), torch.cuda.device_count())
+
+
+def device_for_worker(device: str, index: int | None, n_gpus: int) -> str:
+    """The device worker ``index`` uses: plain ``cuda`` becomes ``cuda:(index mod n_gpus)`` when the
+    worker sees several GPUs; anything else (``cpu``, ``cuda:1``, one GPU, no index) is kept."""
+    if device != "cuda" or index is None or n_gpus <= 1:
+        return device
+    return f"cuda:{index % n_gpus}"
 
 
 def run_chunk(task: tuple[WorkerJob, list]) -> int:

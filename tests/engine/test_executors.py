@@ -84,6 +84,15 @@ def test_local_processes_rerun_the_task_of_a_killed_worker(tmp_path):
             ex.map(always_die, [0], retries=1)
 
 
+def test_one_gpu_per_worker():
+    from facefeat.engine.run import device_for_worker
+
+    assert [device_for_worker("cuda", i, 2) for i in range(4)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]
+    assert device_for_worker("cuda", 3, 1) == "cuda"  # a Slurm job's one visible GPU
+    assert device_for_worker("cuda:1", 0, 4) == "cuda:1" and device_for_worker("cpu", 1, 4) == "cpu"
+    assert device_for_worker("cuda", None, 4) == "cuda"
+
+
 def test_unknown_executor_and_bad_local_spec():
     with pytest.raises(ConfigError, match="unknown executor 'lokal'"):
         make_executor("lokal")
