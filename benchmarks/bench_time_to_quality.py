@@ -82,7 +82,7 @@ LEVERS: dict[str, dict] = {
     "steps50": ("fast", {"steps": 50}),
     "steps200": ("fast", {"steps": 200}),
     "lr0.05": ("fast", {"initial_learning_rate": 0.05}),
-    "lr0.2": ("fast", {"initial_learning_rate": 0.2}),
+    "lr0.1": ("fast", {"initial_learning_rate": 0.1}),
     "latent-noise": ("fast", {"initial_noise_factor": 0.05}),
     "space-w": ("fast", {"space": "w"}),
     "no-noise-maps": ("fast", {"optimize_noise": False}),
@@ -344,9 +344,9 @@ def worker_speed(spec: dict) -> dict:
     kw = facefeat_settings(spec["run"], G.img_resolution)
     stats = w_stats(G, 1000)
     out = {"settings": {k2: v for k2, v in kw.items() if isinstance(v, (int, float, str, bool, type(None)))}}
-    phases = {"full_step_s": dict(coarse_fraction=0.0)}
+    phases = {"full_step_s": {}}
     if kw.get("coarse_resolution"):
-        phases["coarse_step_s"] = dict(coarse_fraction=1.0)
+        phases = {"full_step_s": {"coarse_fraction": 0.0}, "coarse_step_s": {"coarse_fraction": 1.0}}
     c0 = time.process_time()
     for key, change in phases.items():
         stamps = []
@@ -415,7 +415,7 @@ def print_table(results: list[dict]) -> None:
                 continue
             tq, k = (rec["cpu_s"], rec["steps"]) if run == "nvidia" else ttq(rec, bar)
             ratio = tq / ref[t]["cpu_s"] if tq is not None else None
-            per_run.setdefault(run, []).append((t, tq, ratio, rec))
+            per_run.setdefault(run, []).append((t, tq, ratio, rec, k))
             fin = "-" if rec.get("final_psnr") is None else f"{rec['final_psnr']:.2f}"
             print(f"{t:28} {run:26} {bar:7.2f} {fin:>7} {rec['steps']:6d} {rec['cpu_s']:8.1f} "
                   f"{'n/a' if tq is None else f'{tq:.1f}':>8} {'not reached' if ratio is None else f'{ratio:.3f}':>8} "
@@ -423,7 +423,8 @@ def print_table(results: list[dict]) -> None:
     for kind in ("photo", "render"):
         print(f"\nMedian over {kind}s (targets with an NVIDIA reference; TTQ of a run that never reached "
               f"the bar counts as +inf)")
-        print(f"{'run':26} {'n':>3} {'reached':>8} {'median TTQ s':>13} {'median ratio':>13} {'median PSNR gain dB':>20}")
+        print(f"{'run':26} {'n':>3} {'reached':>8} {'median TTQ s':>13} {'steps to bar':>12} {'median ratio':>13} "
+              f"{'median PSNR gain dB':>20}")
         for run, rows in per_run.items():
             rows = [x for x in rows if x[0].startswith(kind)]
             if not rows:
@@ -432,8 +433,9 @@ def print_table(results: list[dict]) -> None:
             ratios = [math.inf if x[2] is None else x[2] for x in rows]
             gains = [x[3]["final_psnr"] - ref[x[0]]["final_psnr"] for x in rows if x[3].get("final_psnr") is not None]
             gain = f"{statistics.median(gains):+.2f}" if gains else "-"
+            steps = statistics.median([math.inf if x[4] is None else x[4] for x in rows])
             print(f"{run:26} {len(rows):3d} {sum(x[1] is not None for x in rows):8d} "
-                  f"{statistics.median(tqs):13.1f} {statistics.median(ratios):13.3f} {gain:>20}")
+                  f"{statistics.median(tqs):13.2f} {steps:12.1f} {statistics.median(ratios):13.3f} {gain:>20}")
     print("\nTimes are CPU seconds of single-threaded processes (= wall time on an idle core; the machine is "
           "shared, 'load' = 1-min load average at the start/end of each run). Loss: MSE on both sides.")
 
