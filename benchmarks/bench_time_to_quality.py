@@ -22,7 +22,9 @@ Clock: every run is a separate single-threaded process (``OMP_NUM_THREADS=1``,
 core equals the wall time; on a shared machine it is far steadier than the wall clock. Both are
 recorded, with the load average.
 
-Generator: a 256 px StyleGAN2 of the paper's ``paper256`` configuration (channel_base 16384,
+Generators (``--generator``): ``tiny``, the repository's 32 px NVIDIA fixture
+(tests/data/stylegan2), cheap enough for NVIDIA's 1000-step reference on every target of a 2-core
+shared machine; and ``paper256``: a 256 px StyleGAN2 of the paper's ``paper256`` configuration (channel_base 16384,
 channel_max 512, 8 mapping layers, conv_clamp 256; float32 everywhere: NVIDIA's fp16 layers are
 GPU-only) built by NVIDIA's code with **random weights** (seed ``--seed``): no trained 256 px
 checkpoint exists on this machine (``facefeat models list``: nothing cached, no network). Its
@@ -42,9 +44,17 @@ table can be filled over several invocations (``--runs``, ``--targets``) and pri
 (e.g. ``git worktree add /tmp/ff-main main``), so "today's default" is today's code as well as
 today's settings.
 
-    python benchmarks/bench_time_to_quality.py --nvidia-root /tmp/nvidia-sg2ada --work runs/ttq \\
-        --photos 8 --renders 2 --runs nvidia,today,fast --jobs 2
-    python benchmarks/bench_time_to_quality.py --work runs/ttq --table
+``--speed K`` measures instead the CPU seconds per optimisation step of each run on the first
+target (the coarse and the full-resolution steps of a coarse-to-fine schedule separately), the
+256 px figures of docs/features/stylegan2.md.
+
+    git --git-dir=<mirror of NVlabs/stylegan2-ada-pytorch> archive HEAD | tar -x -C /tmp/nvidia-sg2ada
+    git worktree add --detach /tmp/ff-main <commit before the presets>
+    python benchmarks/bench_time_to_quality.py --generator tiny --nvidia-root /tmp/nvidia-sg2ada \\
+        --baseline /tmp/ff-main --photos 8 --renders 2 --runs nvidia,today,preset:fast --jobs 2
+    python benchmarks/bench_time_to_quality.py --generator paper256 --nvidia-root /tmp/nvidia-sg2ada \\
+        --baseline /tmp/ff-main --speed 4 --runs nvidia,today,preset:fast,lever:coarse64-half
+    python benchmarks/bench_time_to_quality.py --generator tiny --table
 """
 
 from __future__ import annotations
@@ -402,8 +412,8 @@ def print_table(results: list[dict]) -> None:
     if not targets:
         print("no NVIDIA reference run yet: nothing to compare against")
         return
-    print(f"\nPer target: PSNR bar = NVIDIA's final PSNR (dB); TTQ = CPU s until the bar; "
-          f"final = PSNR at the run's end (- = stopped at the bar)")
+    print("\nPer target: PSNR bar = NVIDIA's final PSNR (dB); TTQ = CPU s until the bar; "
+          "final = PSNR at the run's end (- = stopped at the bar)")
     print(f"{'target':28} {'run':26} {'bar dB':>7} {'final':>7} {'steps':>6} {'CPU s':>8} {'TTQ s':>8} "
           f"{'TTQ/ref':>8} {'load':>9}")
     per_run: dict[str, list] = {}
