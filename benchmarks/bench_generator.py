@@ -31,8 +31,9 @@ ratios: fast vs reference, and batch-8 per-image speed vs batch 1.
 
 Timings depend on what else runs on the machine: compare rows of one run, not across runs.
 On a shared machine, OpenMP threads that spin while waiting lose their core to other processes
-and every parallel op then waits for a descheduled thread; the script therefore sets
-``OMP_WAIT_POLICY=PASSIVE`` before torch loads unless told otherwise (``--omp-wait-policy``),
+and every parallel op then waits for a descheduled thread; the script therefore uses the
+product's runtime settings (:func:`facefeat.runtime.configure_runtime`: ``OMP_WAIT_POLICY=PASSIVE``
+before torch loads unless the environment sets it, e.g. ``OMP_WAIT_POLICY=ACTIVE`` to compare),
 and prints the policy and the load average in its header.
 """
 
@@ -120,19 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--impls", default="fast,reference",
                     help="paths to time: fast, reference, fast-bf16 (bfloat16 convolutions; not exact, "
                          "about 2%% relative error) (default fast,reference)")
-    ap.add_argument("--omp-wait-policy", default="PASSIVE", choices=["PASSIVE", "ACTIVE", "inherit"],
-                    help="OMP_WAIT_POLICY to set before torch loads (default PASSIVE; 'inherit' leaves the "
-                         "environment alone)")
     args = ap.parse_args(argv)
-    if args.omp_wait_policy != "inherit":
-        if "torch" in sys.modules:
-            print("warning: torch already imported; OMP_WAIT_POLICY may not take effect", file=sys.stderr)
-        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    # The product's settings (threads, OMP_WAIT_POLICY=PASSIVE unless set in the environment,
+    # subnormal flushing), set before torch loads, as the command line does.
+    from facefeat.runtime import configure_runtime
+
+    configure_runtime(threads=args.threads)
     import torch
 
     PATHS.update({"fast": {"impl": "fast"}, "reference": {"impl": "reference"},
                   "fast-bf16": {"impl": "fast", "compute_dtype": torch.bfloat16}})
-    torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
     batches = [int(b) for b in args.batches.split(",")]
     impls = args.impls.split(",")

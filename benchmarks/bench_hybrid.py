@@ -35,7 +35,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from facefeat.runtime import configure_runtime
+
+configure_runtime()  # the product's settings, before torch loads (threads reset from --threads below)
+import torch  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -109,20 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--simulated-start", type=float, default=None, metavar="SIGMA")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--keep-denormals", action="store_true",
-                    help="do not flush subnormal floats to zero on the CPU (by default they are: on the toy "
-                         "generator some targets drive the projection into subnormal values, which made whole "
-                         "batches 10-20x slower)")
     ap.add_argument("--train-steps", type=int, default=400)
     ap.add_argument("--train-batch", type=int, default=8)
     ap.add_argument("--train-pool", type=int, default=20000)
     ap.add_argument("--train-lr", type=float, default=1e-4)
     ap.add_argument("--train-out", default=None)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    # Subnormal floats are flushed in every intra-op thread by configure_runtime (on the toy
+    # generator some targets drive the projection into subnormal values: 10-20x slower batches).
+    runtime = configure_runtime(threads=args.threads) if args.threads else configure_runtime()
     device = torch.device(args.device)
-    flush = not args.keep_denormals and torch.set_flush_denormal(True)
+    flush = runtime["flush_denormal"]
 
     from facefeat.inversion import project, w_stats
     from facefeat.inversion.metrics import image_mse, synth_to_uint8

@@ -90,7 +90,7 @@ def add_trust_option(parser: argparse.ArgumentParser) -> None:
     """The ``--trust`` flag of every command that loads a saved survival model."""
     parser.add_argument(
         "--trust", action="store_true",
-        help="also load an old pickle model file (model.joblib, facefeat < 0.3); a pickle can run any code it "
+        help="also load an old pickle model file (model.joblib, facefeat 0.1); a pickle can run any code it "
              "holds: use only for models you made yourself, then re-save them (fit again)")
 #: Loggers whose INFO lines are shown by default: facefeat and its built-in plugins.
 OWN_LOGGERS = ("facefeat", "facefeat_builtins")

@@ -11,6 +11,7 @@ import copy
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from facefeat.engine.executors import CLUSTER_CONFIG_SCHEMA, resolve_cluster_config
 from facefeat.engine.preprocess import ALIGN_CONFIG_SCHEMA, FACE_CONFIG_SCHEMA
 from facefeat.engine.registry import validate_config
 from facefeat.errors import ConfigError
@@ -34,8 +35,7 @@ RUN_CONFIG_SCHEMA: dict[str, Any] = {
         "executor": {"type": ["string", "null"], "default": None,
                      "description": "where chunks run: local (jobs processes), local:N (Dask LocalCluster), "
                                     "tcp://HOST:PORT (Dask scheduler), slurm, pbs, sge, lsf (see docs/cluster.md)"},
-        "cluster": {"type": "object", "description": "batch-job workers for executor slurm|pbs|sge|lsf "
-                                                     "(facefeat.engine.executors.CLUSTER_CONFIG_SCHEMA)"},
+        "cluster": CLUSTER_CONFIG_SCHEMA,
         "cache_dir": {"type": ["string", "null"], "default": None,
                       "description": "aligned-crop cache; default <out>/.cache/aligned"},
         "paths": {"type": "boolean", "default": True,
@@ -119,6 +119,8 @@ def resolve_run_config(config: Mapping[str, Any], *, where: str = "run config") 
     Extractor sections are left for :meth:`Registry.resolve_config`.
     """
     config = dict(config)
+    if "cluster" in config:  # first: its own messages name the section's keys
+        config["cluster"] = resolve_cluster_config(config["cluster"], where=where)
     if isinstance(config.get("extractors"), str):
         config["extractors"] = [e.strip() for e in config["extractors"].split(",") if e.strip()]
     resolved = validate_config(RUN_CONFIG_SCHEMA, config, where=where)

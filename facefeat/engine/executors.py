@@ -433,22 +433,22 @@ class DaskExecutor(Executor):
     def imap(self, fn, items, *, retries=2):
         from distributed import as_completed
 
-        from facefeat.runtime import worker_environment
-
         items = list(items)
         if not self.client.scheduler_info(n_workers=-1)["workers"]:
             self.wait_for_workers(1, timeout=60)
         window = 2 * self.workers + 2
         state = {"n": 0}
         index_of: dict[str, int] = {}
-        env = worker_environment(self.threads)
+        # Threads per task: as configured, or (a cluster we only connected to) each host's cores
+        # shared between the Dask worker threads on that host.
+        threads = self._threads or self._threads_by_host()
 
         def submit_next(ac=None):
             i = state["n"]
             state["n"] += 1
             # The scheduler reruns a task whose worker died (distributed.scheduler.allowed-failures
             # times); an exception inside fn is not retried.
-            fut = self.client.submit(_dask_task, fn, items[i], env, pure=False, retries=0,
+            fut = self.client.submit(_dask_task, fn, items[i], threads, pure=False, retries=0,
                                      key=f"facefeat-{fn.__name__}-{i}-{os.urandom(4).hex()}")
             index_of[fut.key] = i
             if ac is not None:
@@ -468,6 +468,14 @@ class DaskExecutor(Executor):
             fut.release()
             if state["n"] < len(items):
                 submit_next(ac)
+
+    def _threads_by_host(self) -> dict[str, int]:
+        """Host -> Dask worker threads on it (a task then takes its share of the host's cores)."""
+        by_host: dict[str, int] = {}
+        for w in self.client.scheduler_info(n_workers=-1)["workers"].values():
+            host = w.get("host", "")
+            by_host[host] = by_host.get(host, 0) + w.get("nthreads", 1)
+        return by_host
 
     def run_on_workers(self, fn):
         if not self.client.scheduler_info(n_workers=-1)["workers"]:
@@ -490,11 +498,19 @@ def _quiet_dask_logs() -> None:
             logger.setLevel(logging.WARNING)
 
 
-def _dask_task(fn: Callable[[Any], Any], item: Any, env: Mapping[str, str]) -> Any:
-    """Run ``fn(item)`` on a Dask worker with facefeat's runtime settings in force."""
-    from facefeat.runtime import configure_runtime
+def _dask_task(fn: Callable[[Any], Any], item: Any, threads: int | Mapping[str, int]) -> Any:
+    """Run ``fn(item)`` on a Dask worker with facefeat's runtime settings in force.
 
-    configure_runtime(threads=int(env.get("OMP_NUM_THREADS", 1)), quiet=True)
+    ``threads``: intra-op threads, or host -> Dask threads on that host (then this task's share
+    of the host's available cores).
+    """
+    from facefeat.runtime import configure_runtime, default_threads
+
+    if not isinstance(threads, int):
+        w = _dask_worker()
+        threads = default_threads(workers=threads.get(w.address.split("://")[-1].rsplit(":", 1)[0], 1)
+                                  if w is not None else 1)
+    configure_runtime(threads=threads, quiet=True)
     return fn(item)
 
 

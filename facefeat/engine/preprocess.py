@@ -181,7 +181,7 @@ class Preprocessor:
         height, width = rgb.shape[:2]
         share = landmarks_outside(points, width=width, height=height)
         diag["diag__face_truncated"] = share
-        diag["diag__face_box_outside"] = box_outside(det.box, width=width, height=height)
+        diag["diag__face_truncated_box"] = box_outside(det.box, width=width, height=height)
         if share > 0 and self.face_config.get("truncated", "flag") == "fail":
             n = len(points)
             return Preprocessed(record, "truncated", f"face cut by the image frame: {round(share * n)} of {n} "

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from facefeat._version import __version__
 from facefeat.engine.config import resolve_run_config
@@ -34,15 +33,17 @@ from facefeat.engine.extractor import Extractor, FaceBatch
 from facefeat.engine.preprocess import Preprocessed, Preprocessor
 from facefeat.devices import raise_if_device_failure
 from facefeat.engine.registry import Registry, load_registry
-from facefeat.engine.executors import ExecutorError, resolve_cluster_config
+from facefeat.engine.executors import ExecutorError
 from facefeat.errors import ConfigError, DeviceError, FacefeatError, PluginError
 from facefeat.io.atomic import atomic_output, write_bytes_atomic
 from facefeat.io.hashing import sha256_bytes, sha256_file
 from facefeat.io.jsonsafe import dumps_json
 from facefeat.io.images import STATUSES, ImageRecord
 from facefeat.io.manifest import Inputs, load_inputs
-from facefeat.io.tables import (ENGINE_DIAG_FIELDS, conform_table, read_provenance, read_schema, read_table,
-                                redact_names, redact_paths, table_schema, write_parquet_atomic)
+from facefeat.io.features import combine_status
+from facefeat.io.tables import (ENGINE_DIAG_FIELDS, conform_table, read_provenance, read_row_group, read_schema,
+                                read_table, redact_names, redact_paths, row_groups, table_schema, table_writer,
+                                write_parquet_atomic)
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,6 @@ def plan_run(config: dict[str, Any], *, registry: Registry | None = None) -> Pla
             f"config section(s) {', '.join(map(repr, stray))} name no selected extractor; selected: {', '.join(names)}; "
             f"registered: {', '.join(registry.names())}"
         )
-    if "cluster" in config:
-        config["cluster"] = resolve_cluster_config(config["cluster"])
     extractors = [registry.create(name, config.get(name, {})) for name in names]
     for ext in extractors:
         config[ext.name] = ext.config
@@ -229,7 +228,7 @@ def run_extraction(config: dict[str, Any], *, registry: Registry | None = None, 
     for ext in plan.extractors:
         tables[ext.name], per_ext[ext.name], ext_status = _merge(plan, ext, settings, fingerprints[ext.name])
         statuses.append(ext_status)
-    combined = Counter(_first_failure(row) for row in zip(*statuses))
+    combined = Counter(combine_status([e.name for e in plan.extractors], statuses))
     summary = RunSummary(out=out, tables=tables, status_counts={s: combined.get(s, 0) for s in STATUSES},
                          n_images=len(records), n_processed=n_todo, n_reused=n_reused,
                          duplicates=plan.inputs.duplicates, seconds=time.perf_counter() - t0,
@@ -239,11 +238,6 @@ def run_extraction(config: dict[str, Any], *, registry: Registry | None = None, 
     # The CLI prints the summary; the log line is for library callers who turn on debug logging.
     log.debug("%s", summary.line())
     return summary
-
-
-def _first_failure(statuses: Sequence[str]) -> str:
-    """An image's status across extractors: ok if ok in all, else the first non-ok one."""
-    return next((s for s in statuses if s != "ok"), "ok")
 
 
 def _chunks(records: Sequence[ImageRecord], done: dict[str, set], batch: int) -> list[list[tuple[ImageRecord, tuple]]]:
@@ -358,8 +352,11 @@ def _previous_run(out: Path) -> list[tuple[str, dict[str, Any]]]:
     if meta.is_file():
         try:
             data = json.loads(meta.read_text())
-            found.append((str(meta), {"manifest_sha256": data.get("input", {}).get("manifest_sha256"),
-                                      "n_images": data.get("n_images"), "source": data.get("input", {}).get("source")}))
+            inp = data.get("input")
+            if isinstance(inp, str):  # run.json of facefeat 0.1 named only the source; its tables say the rest
+                inp = {"source": inp}
+            found.append((str(meta), {"manifest_sha256": (inp or {}).get("manifest_sha256"),
+                                      "n_images": data.get("n_images"), "source": (inp or {}).get("source")}))
         except (OSError, ValueError, AttributeError) as exc:
             raise RunFolderError(f"{meta}: unreadable ({exc}); delete it, or use --overwrite") from None
     for path in sorted(out.glob("*.parquet")):
@@ -409,7 +406,7 @@ def _write_run_json(plan: Plan, *, state: str, executor: str, summary: RunSummar
     if not plan.config.get("paths", True):  # --no-paths: no input file named here either
         data = redact_names(data, _input_names(plan))
     with atomic_output(plan.out / RUN_JSON, fsync=True) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.write_text(dumps_json(data, indent=2))
     return plan.out / RUN_JSON
 
 
@@ -434,8 +431,7 @@ class WorkerJob:
 
     @property
     def key(self) -> str:
-        return sha256_bytes(json.dumps([self.config, self.preprocess, self.parts_root], sort_keys=True,
-                                       default=str).encode())
+        return sha256_bytes(dumps_json([self.config, self.preprocess, self.parts_root], sort_keys=True).encode())
 
 
 class _ChunkWorker:
@@ -701,9 +697,8 @@ def _merge(plan: Plan, ext: Extractor, settings: dict[str, Any], fingerprint: st
     where: dict[bytes, tuple[int, int, str]] = {}  # key -> (unit, row in unit, status)
     for path in sources:
         try:
-            pf = pq.ParquetFile(path)
-            for rg in range(pf.num_row_groups):
-                t = pf.read_row_group(rg, columns=["image_id", "subject_id", "status"])
+            for rg in range(row_groups(path)):
+                t = read_row_group(path, rg, columns=["image_id", "subject_id", "status"])
                 u = len(units)
                 units.append((path, rg))
                 for row, (i, s, st) in enumerate(zip(t.column("image_id").to_pylist(), t.column("subject_id").to_pylist(),
@@ -733,23 +728,22 @@ def _merge(plan: Plan, ext: Extractor, settings: dict[str, Any], fingerprint: st
         redact = lambda t: redact_paths(t, names=names, owners=owners)  # noqa: E731
         out_schema = redact(schema.empty_table()).schema
     cache: dict[int, pa.Table] = {}
-    with atomic_output(final, fsync=True) as tmp:
-        with pq.ParquetWriter(tmp, out_schema, compression="zstd") as writer:
-            for start in range(0, len(order), MERGE_ROWS):
-                block = order[start:start + MERGE_ROWS]
-                pieces, run_u, run_start, run_len = [], None, 0, 0
-                for u, row, _ in block:  # runs of consecutive rows of one unit become one slice
-                    if u == run_u and row == run_start + run_len:
-                        run_len += 1
-                        continue
-                    if run_u is not None:
-                        pieces.append(_unit(units, run_u, cache, plain).slice(run_start, run_len))
-                    run_u, run_start, run_len = u, row, 1
-                pieces.append(_unit(units, run_u, cache, plain).slice(run_start, run_len))
-                table = pa.concat_tables(pieces).combine_chunks()
-                if redact is not None:
-                    table = redact(table).cast(out_schema.remove_metadata())
-                writer.write_table(table, row_group_size=MERGE_ROWS)
+    with table_writer(final, out_schema) as write:
+        for start in range(0, len(order), MERGE_ROWS):
+            block = order[start:start + MERGE_ROWS]
+            pieces, run_u, run_start, run_len = [], None, 0, 0
+            for u, row, _ in block:  # runs of consecutive rows of one unit become one slice
+                if u == run_u and row == run_start + run_len:
+                    run_len += 1
+                    continue
+                if run_u is not None:
+                    pieces.append(_unit(units, run_u, cache, plain).slice(run_start, run_len))
+                run_u, run_start, run_len = u, row, 1
+            pieces.append(_unit(units, run_u, cache, plain).slice(run_start, run_len))
+            table = pa.concat_tables(pieces).combine_chunks()
+            if redact is not None:
+                table = redact(table).cast(out_schema.remove_metadata())
+            write(table, MERGE_ROWS)
     for part in sources:
         if part != final:
             part.unlink(missing_ok=True)
@@ -772,7 +766,7 @@ def _unit(units: list[tuple[Path, int]], u: int, cache: dict[int, pa.Table], sch
             cache.pop(next(iter(cache)))
         path, rg = units[u]
         # conform_table: a table written without paths (--no-paths, resumed) gets an empty path column back
-        cache[u] = conform_table(pq.ParquetFile(path).read_row_group(rg), schema)
+        cache[u] = conform_table(read_row_group(path, rg), schema)
     return cache[u]
 
 

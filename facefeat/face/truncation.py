@@ -6,7 +6,7 @@ ones extrapolated outside the image. Those faces are aligned, measured and embed
 other, but their landmark-derived features (geometry, pose, the FFHQ alignment and so every
 aligned-crop embedding) rest on guessed points: against the uncropped photo of the same face the
 landmarks move by tens of pixels. The engine records the two shares below on every row
-(``diag__face_truncated``, ``diag__face_box_outside``) and applies the ``face.truncated``
+(``diag__face_truncated``, ``diag__face_truncated_box``) and applies the ``face.truncated``
 policy (``flag``: keep the row ``ok``; ``fail``: status ``truncated``, no features).
 """
 

@@ -29,6 +29,7 @@ import pyarrow as pa
 from facefeat._version import __version__
 from facefeat.errors import ConfigError, DataError
 from facefeat.io.atomic import write_bytes_atomic
+from facefeat.io.jsonsafe import dumps_json
 from facefeat.io.pseudonym import PSEUDONYM_METHOD, pseudonymise
 from facefeat.io.tables import (
     PROVENANCE_KEY,
@@ -103,7 +104,7 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, key: bytes | N
             prov = redact_names(prov, [s for s in raw_ids if len(s) >= 4])
         prov["export"] = {k: record[k] for k in ("facefeat_version", "created", "subject_id_method", "key_check",
                                                  "removed")}
-        table = table.replace_schema_metadata({PROVENANCE_KEY: json.dumps(prov, sort_keys=True, default=str).encode()})
+        table = table.replace_schema_metadata({PROVENANCE_KEY: dumps_json(prov, sort_keys=True).encode()})
         write_parquet_atomic(table, out / f.name)
         record["tables"][f.name] = {"rows": table.num_rows, "subjects": len(set(raw_ids))}
     if clinical is not None:

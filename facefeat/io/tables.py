@@ -20,8 +20,9 @@ Run provenance is JSON under the schema metadata key ``facefeat``.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 from facefeat.errors import DataError, InputError
 from facefeat.io.atomic import atomic_output
 from facefeat.io.features import combine_errors, combine_status, flat_columns
-from facefeat.io.jsonsafe import dumps_json
+from facefeat.io.jsonsafe import dumps_json, to_jsonable
 
 PROVENANCE_KEY = b"facefeat"
 #: Columns every row carries (``path`` may be absent: tables written without file names).
@@ -62,7 +63,7 @@ ENGINE_DIAG_FIELDS = [
     pa.field("diag__detector_score", pa.float64()),
     pa.field("diag__face_truncated", pa.float64(), metadata={
         b"description": b"share of the 68 landmarks outside the image frame, 0..1 (> 0: face cut by the frame)"}),
-    pa.field("diag__face_box_outside", pa.float64(), metadata={
+    pa.field("diag__face_truncated_box", pa.float64(), metadata={
         b"description": b"share of the face box area outside the image frame, 0..1"}),
     pa.field("diag__face_box", pa.list_(pa.int32(), 4),
              metadata={b"description": b"detector box left, top, right, bottom (inclusive pixels, upright image)"}),
@@ -148,7 +149,7 @@ def _run_identity(prov: dict[str, Any]) -> dict[str, Any]:
     if inp.get("manifest_sha256"):
         out["input (manifest_sha256)"] = inp["manifest_sha256"]
     if prov.get("preprocessing"):
-        out["preprocessing"] = json.dumps(prov["preprocessing"], sort_keys=True, default=str)
+        out["preprocessing"] = dumps_json(prov["preprocessing"], sort_keys=True)
     return out
 
 
@@ -284,6 +285,30 @@ def assemble_table(extractor_schema: pa.Schema, columns: dict[str, Any], *, prov
     return table if paths else redact_paths(table)
 
 
+def row_groups(path: str | Path) -> int:
+    """Number of row groups of a feature table (the unit a streamed merge reads)."""
+    return pq.ParquetFile(path).num_row_groups
+
+
+def read_row_group(path: str | Path, index: int, *, columns: Sequence[str] | None = None) -> pa.Table:
+    """Row group ``index`` of a feature table (all columns, or ``columns``)."""
+    return pq.ParquetFile(path).read_row_group(index, columns=None if columns is None else list(columns))
+
+
+@contextmanager
+def table_writer(path: str | Path, schema: pa.Schema) -> Iterator[Callable[[pa.Table], None]]:
+    """Write a feature table block by block, atomically: yields ``write(block, row_group_size)``.
+
+    The file appears (replacing an older one) only when the block exits without an exception.
+    """
+    with atomic_output(path, fsync=True) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            def write(block: pa.Table, row_group_size: int | None = None) -> None:
+                writer.write_table(block, row_group_size=row_group_size or max(1, block.num_rows))
+
+            yield write
+
+
 def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` cast to ``schema`` without metadata; a table written without paths (``--no-paths``)
     gets an empty ``path`` column back, so it can be merged with new rows and redacted again."""
@@ -345,7 +370,7 @@ def redact_paths(table: pa.Table, *, names: Iterable[str] = (), owners: dict[str
     table = _redact_strings(table, sensitive)
     meta = dict(table.schema.metadata or {})
     if prov:
-        meta[PROVENANCE_KEY] = json.dumps(redact_provenance(prov, sensitive), sort_keys=True, default=str).encode()
+        meta[PROVENANCE_KEY] = dumps_json(redact_provenance(prov, sensitive), sort_keys=True).encode()
     return table.replace_schema_metadata(meta)
 
 
@@ -372,7 +397,7 @@ def _redact_strings(table: pa.Table, names: set[str]) -> pa.Table:
 
 def redact_provenance(prov: dict[str, Any], sensitive: Iterable[str] = ()) -> dict[str, Any]:
     """Provenance without input file names (see :func:`redact_paths`)."""
-    prov = json.loads(json.dumps(prov, default=str))
+    prov = to_jsonable(prov)  # a deep copy in plain JSON types
     inp = prov.get("input")
     if isinstance(inp, dict):
         kept: dict[str, Any] = {}

@@ -44,6 +44,14 @@ def parse_subjects(text: str | Sequence[str] | None) -> list[str] | None:
     return ids
 
 
+def _columns(text: str | Sequence[str] | None) -> list[str] | None:
+    """Column names from ``"sex,stage"`` or a sequence; None or empty keeps the default."""
+    if text is None:
+        return None
+    cols = [c.strip() for c in text.split(",")] if isinstance(text, str) else [str(c) for c in text]
+    return [c for c in cols if c] or None
+
+
 def build_report(
     run_dir: str | os.PathLike,
     model_dir: str | os.PathLike,
@@ -59,6 +67,7 @@ def build_report(
     risk_groups: int = 3,
     seed: int = 0,
     trust: bool = False,
+    subgroups: str | Sequence[str] | None = None,
     n_jobs: int = 1,
     device: str = "cpu",
     title: str | None = None,
@@ -89,6 +98,11 @@ def build_report(
     n_edit_subjects, n_region_subjects : int
         Subjects edited by default, and subjects whose edits are measured by region (both
         spread over the out-of-fold risk).
+    trust : bool, default False
+        Allow an old pickle model file (see :func:`facefeat.survival.persist.load_model`).
+    subgroups : str or sequence of str, optional
+        Clinical columns whose subgroups are audited (``"sex,stage"``); default the model's
+        clinical covariates (numeric ones in tertiles).
     cv_folds, cv_repeats, risk_groups, seed, n_jobs :
         Cross-validation when none is stored (risk groups: tertiles by default).
     device : str
@@ -111,6 +125,7 @@ def build_report(
     from facefeat.report import explain as ex
     from facefeat.report import html as h
     from facefeat.report import sections as sec
+    from facefeat.report import statistics as stat
     from facefeat.report.study import load_study
     from facefeat.report.validation import compute_cv, find_stored_cv, load_stored_cv, stored_cv_mismatch
     from facefeat.survival.persist import spec_fingerprint
@@ -149,6 +164,9 @@ def build_report(
         sec.validation_section(study, val),
         sec.km_section(val, sec.time_unit(study)),
         sec.calibration_section(val, sec.time_unit(study)),
+        stat.hazard_section(study),
+        stat.subgroup_section(study, val, _columns(subgroups)),
+        *([part] if (part := stat.robustness_part(study)) is not None else []),
         explain.edits,
         explain.regions,
         sec.provenance_section(study, val, info),

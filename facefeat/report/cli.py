@@ -36,7 +36,7 @@ The HTML has no external references (CSS inline, images as base64 PNG) and works
 #: Options and their defaults, in the order the recorded command line lists them.
 OPTIONS = {"clinical": None, "subjects": None, "edit_steps": "-3..3", "generator": None, "edit_subjects": 3, "region_subjects": 20,
            "cv_folds": 5, "cv_repeats": 5, "risk_groups": 3, "seed": 0, "jobs": 1, "device": "cpu", "title": None,
-           "sep": None}
+           "sep": None, "subgroups": None}
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -80,6 +80,8 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="cross-validation seed (default 0)")
     p.add_argument("--jobs", type=int, default=1, help="parallel CV folds (default 1)")
     p.add_argument("--device", default="cpu", help="device of the generator (default cpu)")
+    p.add_argument("--subgroups", metavar="COL,COL",
+                   help="clinical columns whose subgroups are audited (default: the model's clinical covariates)")
     p.add_argument("--title", help="page title")
     p.add_argument("--sep", help="clinical CSV field separator (default: detected)")
     p.set_defaults(func=cmd_report)
@@ -102,7 +104,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         edit_steps=args.edit_steps, generator=args.generator, n_edit_subjects=args.edit_subjects,
         n_region_subjects=args.region_subjects,
         cv_folds=args.cv_folds, cv_repeats=args.cv_repeats, risk_groups=args.risk_groups, seed=args.seed,
-        trust=args.trust,
+        trust=args.trust, subgroups=args.subgroups,
         n_jobs=args.jobs, device=device, title=args.title, sep=args.sep,
         command=command_line(args),
     )

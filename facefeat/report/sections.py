@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from facefeat.io.hashing import sha256_bytes, sha256_file
+from facefeat.io.images import STATUSES
 from facefeat.io.jsonsafe import dumps_json
 from facefeat.report import html as h
 from facefeat.report.figures import plot_png
@@ -40,7 +41,7 @@ def image_status(study: Study) -> pd.DataFrame:
 def cohort_section(study: Study) -> h.Section:
     ds = study.dataset
     images = image_status(study)
-    statuses = ["ok", "no_face", "multiple_faces", "unreadable", "too_large", "error"]
+    statuses = list(STATUSES)  # the one status vocabulary, in report order
     extra = sorted({s for t in study.tables for s in t.status_counts} - set(statuses))
     run_subjects = set(images["subject_id"].astype(str))
     usable = set(images.loc[images["status"] == "ok", "subject_id"].astype(str))

@@ -9,7 +9,7 @@ TABLE_COLUMNS: dict[str, tuple[str, str]] = {
     "extractor": ("string", "extractor (feature table) the feature comes from"),
     "column": ("string", "column of the feature table (an embedding column for its dimensions)"),
     "index": ("int, null", "embedding dimension (row-major over the embedding's shape); null for scalar features"),
-    "feature": ("string", "feature name as modelling tables flatten it: the column, or <column>_<index> zero-padded"),
+    "feature": ("string", "feature name as modelling tables flatten it: the column, or <column>_<index> (facefeat.io.features.flat_column)"),
     "perturbation": ("string", "condition (e.g. jpeg_q50, downscale_0.5, rotate_-5, flip), family (jpeg: all its "
                                "strengths together), 'all' (every condition together), 'seeds' (projection seeds) or "
                                "'repeat' (several photos of one subject)"),

@@ -8,7 +8,6 @@ see (and repeat) exactly which filter was applied.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,7 +20,6 @@ TABLE_CSV = "robustness.csv"
 #: Pseudo-perturbation of :func:`filter_features`: the lowest ICC over every single condition.
 WORST = "worst"
 
-_DIM = re.compile(r"^(?P<column>.+)_(?P<index>\d+)$")
 
 
 def table_file(path: str | Path) -> Path:
@@ -75,7 +73,7 @@ def filter_features(
     ----------
     columns : sequence of str
         Feature columns of a modelling table: scalars ``<extractor>__<feature>`` and flattened
-        embedding dimensions ``<extractor>__<name>_<i>`` (any zero padding of ``i``).
+        embedding dimensions (:func:`facefeat.io.features.flat_column` names).
     table_path : path
         Folder written by ``facefeat robustness``, or its ``robustness.parquet`` / ``.csv``.
     min_icc : float
@@ -108,6 +106,7 @@ def filter_features(
     DataError
         A column of an extractor the table covers has no row (table made with another config).
     """
+    from facefeat.io.features import split_flat_column
     from facefeat.io.hashing import sha256_file
     from facefeat.robustness.icc import check_form, column_name
 
@@ -161,9 +160,9 @@ def filter_features(
             not_assessed.append(c)
             continue
         i = by_feature.get(c)
-        if i is None:
-            m = _DIM.match(c)
-            i = by_dim.get((m["column"], int(m["index"]))) if m else None
+        if i is None:  # a flattened dimension named otherwise than in the table: match (column, index)
+            dim = split_flat_column(c)
+            i = by_dim.get(dim) if dim else None
         if i is None:
             unmatched.append(c)
             continue

@@ -18,7 +18,6 @@ Layout of the output folder ``DIR``:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from facefeat.errors import ConfigError, DataError
+from facefeat.io.jsonsafe import dumps_json
 from facefeat.robustness.icc import DEFAULT_FORM, ICC_FORMS, MIN_SUBJECTS, reliability
 from facefeat.robustness.perturb import Condition, perturb, resolve_perturbations
 
@@ -163,7 +163,7 @@ def run_robustness(config: Mapping[str, Any], *, progress: bool = True, registry
         "repeat": repeat["info"] if repeat else None,
         "seconds": seconds, "tables": {k: str(v) for k, v in paths.items()},
     }
-    (out / "robustness.json").write_text(json.dumps(info, indent=2, default=str))
+    (out / "robustness.json").write_text(dumps_json(info, indent=2))
     n_copies = sum(r["perturbation"] != "none" for r in rows)
     return RobustnessResult(out=out, table=paths["table"], summary=paths["summary"], n_photos=len(records),
                             n_copies=n_copies, conditions=[c.name for c in conditions], seconds=seconds)
@@ -250,13 +250,14 @@ class FeatureMatrix:
 
 
 def read_matrix(path: Path) -> FeatureMatrix:
-    """Numeric features of one feature table (embeddings flattened as :func:`flatten_table` names them)."""
+    """Numeric features of one feature table (embeddings flattened and named as
+    :func:`facefeat.io.features.flat_column` names them)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from facefeat.io.tables import flatten_table
+    from facefeat.io.features import flat_columns
+    from facefeat.io.tables import flatten_table, read_table
 
-    table = pq.read_table(path)
+    table = read_table(path)
     status = table.column("status").to_pylist()
     ids = table.column("image_id").to_pylist()
     meta: list[tuple[str, int | None, str]] = []
@@ -267,8 +268,7 @@ def read_matrix(path: Path) -> FeatureMatrix:
         t = f.type
         if pa.types.is_fixed_size_list(t) and (pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)):
             keep.append(f.name)
-            width = len(str(t.list_size - 1))
-            meta.extend((f.name, i, f"{f.name}_{i:0{width}d}") for i in range(t.list_size))
+            meta.extend((f.name, i, name) for i, name in enumerate(flat_columns(f.name, t.list_size)))
         elif pa.types.is_floating(t) or pa.types.is_integer(t) or pa.types.is_boolean(t):
             keep.append(f.name)
             meta.append((f.name, None, f.name))

@@ -21,6 +21,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from facefeat.errors import ConfigError
+from facefeat.io.jsonsafe import dumps_json
 from facefeat.study.config import CLINICAL
 
 log = logging.getLogger("facefeat.study")
@@ -165,7 +166,7 @@ def run_arm(arm: Mapping[str, Any], X: pd.DataFrame, y: np.ndarray, blocks: dict
     files += write_table(oof, out / "oof")
     folds = res.folds.copy()
     if "params" in folds:
-        folds["params"] = folds["params"].map(lambda p: json.dumps(p, sort_keys=True, default=str))
+        folds["params"] = folds["params"].map(lambda p: dumps_json(p, sort_keys=True))
     files += write_table(folds, out / "folds")
     files += write_table(res.summary, out / "summary")
     save_model(out / "model", fitted, schema=ds_schema, settings=settings,

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import numpy as np
 
 from facefeat._version import __version__
 from facefeat.io.atomic import write_bytes_atomic

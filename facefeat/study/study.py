@@ -404,22 +404,14 @@ class Study:
         return out
 
     def _write_lock(self, plan) -> Path:
-        import importlib.metadata as md
-        import platform
-
+        from facefeat._version import library_versions
         from facefeat.io.hashing import sha256_file
 
         records = {}
         for path in sorted((self.folder / st.RECORDS).glob("*.json")):
             rec = json.loads(path.read_text())
             records[rec["stage"]] = {"fingerprint": rec["fingerprint"], "outputs": rec["outputs"]}
-        versions = {"python": platform.python_version()}
-        for dist in ("facefeat", "numpy", "pandas", "pyarrow", "scikit-learn", "scikit-survival", "torch", "scipy"):
-            try:
-                versions[dist] = md.version(dist)
-            except md.PackageNotFoundError:
-                pass
-        versions["facefeat"] = __version__
+        versions = library_versions()
         models = {}
         for arm in arm_names(self.config):
             meta = self.folder / "arms" / arm / "model" / "model.json"

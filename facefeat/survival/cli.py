@@ -25,8 +25,9 @@ examples:
   facefeat fit --features runs/r1 --clinical clinical.csv --covariates none --model deepsurv \\
       --param hidden_layers=[64] --param dropout=0.3 --out models/faces_only
 
-writes MODEL_DIR/model.skops, model.json (feature schema, settings, provenance) and
-fit_report.json / fit_report.md (what was dropped or imputed, fusion weights, coefficients).
+writes MODEL_DIR/model.skops, model.json (feature schema, settings, provenance),
+fit_report.json / fit_report.md (what was dropped or imputed, fusion weights, the hazard-ratio
+table) and, for Cox models, hazard_ratios.csv (HR, 95 % CI, Wald p and the unit of each term).
 """
 
 EVAL_EPILOG = """\
@@ -41,8 +42,14 @@ examples:
   facefeat evaluate --model-dir models/m1 --features runs/test --clinical test.csv \\
       --bootstrap 1000 --out results/heldout
 
+  # does tumour grade add to the clinical model? paired comparison on identical folds + LRT
+  facefeat evaluate --clinical gbsg2.csv --covariates age,pnodes,tsize,tgrade --categorical tgrade \
+      --compare age,pnodes,tsize --out results/grade
+  # subgroup audit of the out-of-fold risk
+  facefeat evaluate --clinical clinical.csv --model coxph --subgroups sex,age --bands age=50,65 --out results/sub
+
 writes OUT/results.json, OUT/results.md and PNG plots (km_risk_groups.png, td_auc.png,
-calibration.png).
+calibration.png); with --compare OUT/comparison.csv, with --subgroups OUT/subgroups.csv.
 """
 
 PREDICT_EPILOG = """\
@@ -140,6 +147,19 @@ def add_commands(subparsers: Any) -> None:
     g.add_argument("--bootstrap", type=int, default=0, help="bootstrap replicates for held-out intervals (with --model-dir)")
     g.add_argument("--risk-groups", type=int, default=2, help="risk groups in the Kaplan-Meier plot (default 2)")
     g.add_argument("--jobs", type=int, default=1, help="parallel CV folds (default 1)")
+    g.add_argument("--compare", metavar="MODEL_DIR|SPEC",
+                   help="compare with a reference model on the same folds: a saved model directory, a covariate list "
+                        "('age,stage', 'none' for no covariates) or overrides 'covariates=age;model=coxnet;pca=10'; "
+                        "writes comparison.csv (paired differences with intervals and p; the likelihood-ratio test "
+                        "when both are unpenalised coxph models and nested)")
+    g.add_argument("--subgroups", metavar="COL[,COL...]",
+                   help="subgroup audit by these clinical columns (C-index per subgroup with interval, risk x subgroup "
+                        "interaction test); writes subgroups.csv")
+    g.add_argument("--bands", action="append", default=[], metavar="COL=CUTS",
+                   help="bands of a numeric subgroup column: cut points (age=50,65) or quantile bands (age=q4); "
+                        "default tertiles for numeric columns with more than 10 values (repeatable)")
+    g.add_argument("--min-events", type=int, default=5,
+                   help="subgroups with fewer events get no C-index, only the reason (default 5)")
     g.add_argument("--out", required=True, metavar="DIR", help="directory for results.json, results.md and plots")
     p.set_defaults(func=cmd_evaluate)
 
@@ -150,6 +170,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--model-dir", required=True, help="directory written by 'facefeat fit'")
     add_trust_option(p)
     p.add_argument("--times", help="comma-separated times for survival probabilities")
+    p.add_argument("--unknown-levels", choices=("warn", "error"), default="warn",
+                   help="a categorical level the model never saw: warn, naming column and level, and score the row "
+                        "as the reference level (default), or refuse the table")
     p.add_argument("--out", required=True, metavar="FILE", help="output CSV or Parquet")
     p.set_defaults(func=cmd_predict)
 
@@ -260,7 +283,30 @@ def _saved_model_data(args: argparse.Namespace, meta: dict, *, require_target: b
 
 # -- commands --------------------------------------------------------------------------------------
 
+def _hazard_ratio_section(est: Any, out: Path, info: dict) -> str:
+    """Write MODEL_DIR/hazard_ratios.csv for Cox models; the Markdown section for fit_report.md."""
+    from facefeat.errors import ConfigError
+    from facefeat.survival.hazard import hazard_ratio_markdown, hazard_ratio_table
+
+    try:
+        table = hazard_ratio_table(est)
+    except ConfigError as exc:
+        return f"\n## Hazard ratios\n\nNone: {exc}.\n"
+    table.to_csv(out / "hazard_ratios.csv", index=False)
+    info["hazard_ratios"] = table.to_dict(orient="records")
+    shown = table
+    head = ""
+    if len(table) > 30:
+        order = table["coef"].abs().sort_values(ascending=False).index[:30]
+        shown = table.loc[order]
+        head = f"The 30 largest of {len(table)} terms by |coef|; every term is in hazard_ratios.csv.\n\n"
+    what = ("late fusion: the combiner's hazard ratio per SD of each block's out-of-fold risk score"
+            if est.fusion == "late" else "each row's unit says what the hazard ratio is per")
+    return f"\n## Hazard ratios\n\n{what}.\n\n{head}" + hazard_ratio_markdown(shown)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
+    from facefeat.errors import ConfigError
     from facefeat.survival.dataset import dataset_schema
     from facefeat.survival.metrics import risk_cutoffs
     from facefeat.survival.persist import save_model
@@ -283,17 +329,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
           + ", ".join(f"{k} ({v} columns)" for k, v in info["blocks"].items())
           + f"; model {args.model}, fusion {args.fusion}.\n\nApparent (training) C-index {c:.3f}: optimistic, "
           "use 'facefeat evaluate' for an honest estimate.\n"]
+    if c >= 0.999:
+        md.append(f"\n**Warning:** apparent C-index {c:.3f}: the model orders the training subjects perfectly, the mark "
+                  "of separation or of more features than the events support; its coefficients mean nothing (see the "
+                  "data handling table for the likely columns).\n")
     if est.fusion == "late":
         info["fusion_weights"] = est.fusion_weights_.to_dict()
         md.append("\n## Fusion weights\n\n" + "\n".join(f"- {k}: {v:.3f}" for k, v in info["fusion_weights"].items()) + "\n")
     else:
         try:
-            coef = est.coefficients()
-            info["coefficients"] = coef.to_dict()
-            top = coef.reindex(coef.abs().sort_values(ascending=False).index)[:20]
-            md.append("\n## Largest coefficients\n\n" + "\n".join(f"- {k}: {v:.4f}" for k, v in top.items()) + "\n")
-        except Exception:  # models without coefficients
+            info["coefficients"] = est.coefficients().to_dict()
+        except ConfigError:  # models without coefficients (rsf, gbsa, deepsurv)
             pass
+    md.append(_hazard_ratio_section(est, out, info))
     md.append("\n## Data handling\n\n" + ds.report.to_markdown())
     (out / "fit_report.json").write_text(json.dumps(to_jsonable(info), indent=2))
     (out / "fit_report.md").write_text("".join(md))
@@ -331,10 +379,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         base = dict(est.model_params or {})
         combos = [dict(zip(space, vals)) for vals in itertools.product(*space.values())]
         grid = {"model_params": [{**base, **c} for c in combos]}
-    res = cross_validate(est, ds.X, ds.y, n_splits=args.folds, n_repeats=args.repeats, param_grid=grid,
-                         inner_cv=args.inner_folds, scoring=args.scoring, times=times, tau=args.tau,
-                         calibration_times=cal_times, risk_groups=args.risk_groups, random_state=args.seed,
-                         n_jobs=args.jobs)
+    cv_kwargs = dict(n_splits=args.folds, n_repeats=args.repeats, param_grid=grid, inner_cv=args.inner_folds,
+                     scoring=args.scoring, times=times, tau=args.tau, calibration_times=cal_times,
+                     risk_groups=args.risk_groups, random_state=args.seed, n_jobs=args.jobs)
+    res = cross_validate(est, ds.X, ds.y, **cv_kwargs)
     unit = args.time_unit
     p = plots.plot_km_by_risk_group(res.oof["time"], res.oof["event"], res.oof["risk_group"], out / "km_risk_groups.png",
                                     title="Out-of-fold risk groups (first CV repeat)", time_unit=unit)
@@ -345,13 +393,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from facefeat.survival.persist import spec_fingerprint
     from facefeat.survival.results import write_cv_results
 
+    extra: dict[str, Any] = {"logrank_p_oof": p, "data_report": ds.report.to_list()}
+    md = f"\nLog-rank p between out-of-fold risk groups (first repeat): {p:.3g}\n"
+    if args.compare:
+        text, extra["comparison"] = _compare_cv(args, out, ds, est, res, cv_kwargs)
+        md += text
+    if args.subgroups:
+        oof = res.oof
+        yo = _target(oof["event"].to_numpy(bool), oof["time"].to_numpy(float))
+        text, extra["subgroups"] = _subgroups(args, out, oof["risk"].to_numpy(float), yo, oof["id"].astype(str),
+                                              id_column=args.id_column or "subject_id",
+                                              what="out-of-fold risk of the first CV repeat")
+        md += text
     # nested tuning makes it another specification than any one fitted model
     spec = spec_fingerprint(est, dataset_schema(ds), {**_data_settings(args), **({"param_grid": grid} if grid else {})})
     write_cv_results(out, res, model=args.model, fusion=args.fusion, spec_sha256=spec,
-                     title=f"Cross-validation: {args.model}, {args.fusion} fusion",
-                     extra={"logrank_p_oof": p, "data_report": ds.report.to_list()},
-                     extra_markdown=f"\nLog-rank p between out-of-fold risk groups (first repeat): {p:.3g}\n\n"
-                                    "## Data handling\n\n" + ds.report.to_markdown())
+                     title=f"Cross-validation: {args.model}, {args.fusion} fusion", extra=extra,
+                     extra_markdown=md + "\n## Data handling\n\n" + ds.report.to_markdown())
     s = res.summary.set_index("metric")["mean"]
     print(f"{args.repeats}x{args.folds}-fold CV: C-index {s['c_index']:.3f}, Uno's C {s['uno_c']:.3f}, "
           f"IBS {s['ibs']:.3f}; results in {out}")
@@ -379,12 +437,27 @@ def _evaluate_saved(args, out: Path, times, cal_times) -> int:
         plots.plot_calibration(res.calibration, out / "calibration.png", time_unit=unit)
     data = {"mode": "held-out", "model_dir": str(args.model_dir), "logrank_p": p, **res.to_dict(),
             "data_report": ds.report.to_list()}
-    md = (f"# Held-out evaluation of {args.model_dir}\n\n" + res.to_markdown()
-          + f"\nLog-rank p between risk groups: {p:.3g}\n\n## Data handling\n\n" + ds.report.to_markdown())
+    md = f"# Held-out evaluation of {args.model_dir}\n\n" + res.to_markdown() + f"\nLog-rank p between risk groups: {p:.3g}\n"
+    if args.compare:
+        text, data["comparison"] = _compare_saved(args, out, est, meta, ds, res, times=times)
+        md += text
+    if args.subgroups:
+        text, data["subgroups"] = _subgroups(args, out, res.risk, ds.y, ds.X.index.astype(str),
+                                             id_column=args.id_column or meta["settings"].get("id_column") or "subject_id",
+                                             what="the saved model's risk on these subjects")
+        md += text
+    md += "\n## Data handling\n\n" + ds.report.to_markdown()
     _write_results(out, data, md)
     m = res.metrics
     print(f"held-out: C-index {m['c_index']:.3f}, Uno's C {m['uno_c']:.3f}, IBS {m['ibs']:.3f}; results in {out}")
     return 0
+
+
+def _fitted_blocks(est: Any) -> list:
+    """The fitted FeatureBlocks of a SurvivalEstimator (early or late fusion)."""
+    if hasattr(est, "blocks_"):
+        return list(est.blocks_.values())
+    return [b for b, _ in getattr(est, "block_models_", {}).values()]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -397,6 +470,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     est, meta = load_model(args.model_dir, trust=args.trust)
     settings = dict(meta["settings"])
     ds = _saved_model_data(args, meta, require_target=False)
+    for blk in _fitted_blocks(est):
+        blk.unknown_levels = args.unknown_levels
     risk = est.predict(ds.X)
     cut = np.asarray(settings.get("risk_cutoffs") or [np.median(risk)])
     out = pd.DataFrame({"subject_id": ds.X.index, "risk": risk, "risk_group": assign_risk_groups(risk, cut)})
@@ -416,3 +491,199 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"predicted {len(out)} subject(s) -> {path}" + (f"; {len(ds.report)} data handling note(s) in "
           f"{path.with_suffix('.report.md')}" if len(ds.report) else ""))
     return 0
+
+
+# -- comparison and subgroups ------------------------------------------------------------------------
+
+def _target(event, time):
+    from facefeat.survival.target import to_structured
+
+    return to_structured(event, time)
+
+
+def _bands(items: list[str]) -> dict[str, Any]:
+    from facefeat.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--bands {item!r} must look like COL=CUT1,CUT2 or COL=qN")
+        col, spec = (x.strip() for x in item.split("=", 1))
+        if spec.lower().startswith("q"):
+            try:
+                out[col] = int(spec[1:])
+            except ValueError:
+                raise ConfigError(f"--bands {item!r}: qN needs a whole number of bands, e.g. {col}=q4") from None
+        else:
+            vals = _floats(spec, f"--bands {col}")
+            if not vals:
+                raise ConfigError(f"--bands {item!r} has no cut point")
+            out[col] = vals
+    return out
+
+
+def _clinical_columns(args: argparse.Namespace, ids: Any, columns: list[str], *, id_column: str):
+    """``columns`` of the clinical table for subjects ``ids`` (in that order)."""
+    from facefeat.errors import DataError
+    from facefeat.survival.tables import read_clinical
+
+    table = read_clinical(args.clinical, sep=args.sep, decimal=args.decimal)
+    if id_column not in table.columns:
+        raise DataError(f"{args.clinical}: no id column {id_column!r} (use --id)")
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataError(f"--subgroups: column(s) {missing} are not in {args.clinical}; its columns are "
+                        f"{[c for c in table.columns if c != id_column][:20]}")
+    table.index = table[id_column].astype(str).str.strip()
+    return table.reindex(list(ids))[columns].reset_index(drop=True)
+
+
+def _subgroups(args, out: Path, risk, y, ids, *, id_column: str, what: str) -> tuple[str, list]:
+    from facefeat.survival.subgroups import subgroup_audit, subgroup_markdown
+
+    cols = [c.strip() for c in args.subgroups.split(",") if c.strip()]
+    groups = _clinical_columns(args, ids, cols, id_column=id_column)
+    table = subgroup_audit(risk, y, groups, bands=_bands(args.bands), min_events=args.min_events)
+    table.to_csv(out / "subgroups.csv", index=False)
+    print(f"subgroup audit ({len(table) - 1} subgroups of {', '.join(cols)}) -> {out / 'subgroups.csv'}")
+    return (f"\n## Subgroup audit\n\nRisk score: {what}.\n\n" + subgroup_markdown(table),
+            table.to_dict(orient="records"))
+
+
+def _reference_arm(args: argparse.Namespace, ds: Any):
+    """Estimator, data set and label of the --compare reference."""
+    import copy
+
+    from facefeat.errors import ConfigError
+
+    spec = args.compare.strip()
+    path = Path(spec)
+    if path.is_dir():
+        from sklearn.base import clone
+
+        from facefeat.survival.persist import load_model
+
+        est, meta = load_model(path)
+        return clone(est), _saved_model_data(args, meta, require_target=True), f"saved model {path}"
+    ref = copy.copy(args)
+    allowed = {"covariates", "model", "fusion", "pca", "features", "categorical"}
+    if "=" in spec:
+        for part in (p for p in spec.split(";") if p.strip()):
+            if "=" not in part:
+                raise ConfigError(f"--compare {spec!r}: {part!r} must look like KEY=VALUE (keys {sorted(allowed)})")
+            k, v = (x.strip() for x in part.split("=", 1))
+            if k not in allowed:
+                raise ConfigError(f"--compare: cannot override {k!r}; keys are {sorted(allowed)}")
+            setattr(ref, k, [x for x in v.split(",") if x] if k == "features" else (v or None))
+    else:
+        ref.covariates = spec
+    if ref.features is None and args.features and ref.covariates == "none":
+        raise ConfigError("--compare none with no features leaves the reference model without any column")
+    ref_ds = _load(ref)
+    label = f"reference: {spec}"
+    return build_estimator(ref, ref_ds), ref_ds, label
+
+
+def _lrt_columns(est: Any) -> list[str] | None:
+    """Input columns of an unpenalised early-fusion coxph SurvivalEstimator, else None."""
+    if getattr(est, "model", None) != "coxph" or getattr(est, "fusion", "early") != "early":
+        return None
+    if float((est.model_params or {}).get("alpha", 0.0) or 0.0) > 0:
+        return None
+    blocks = est.blocks.values() if isinstance(est.blocks, dict) else [b for _, b in (est.blocks or [])]
+    cols: list[str] = []
+    for b in blocks:
+        if b.columns is None or b.regex is not None or b.pca is not None:
+            return None
+        cols.extend([b.columns] if isinstance(b.columns, str) else list(b.columns))
+    return cols
+
+
+def _compare_cv(args, out: Path, ds, est, res, cv_kwargs: dict) -> tuple[str, dict]:
+    """Cross-validate the --compare reference on the same folds; write comparison.csv."""
+    import numpy as np
+    from sklearn.base import clone
+
+    from facefeat.errors import DataError
+    from facefeat.survival.compare import comparison_markdown, likelihood_ratio_test, paired_comparison
+    from facefeat.survival.validation import cross_validate
+
+    ref_est, ref_ds, label = _reference_arm(args, ds)
+    common = ds.X.index.intersection(ref_ds.X.index, sort=False)
+    notes = []
+    if not len(common):
+        raise DataError("--compare: the reference model's data share no subject with this model's")
+    ia, ir = ds.X.index.get_indexer(common), ref_ds.X.index.get_indexer(common)
+    ya, yr = ds.y[ia], ref_ds.y[ir]
+    if not (np.array_equal(ya["time"], yr["time"]) and np.array_equal(ya["event"], yr["event"])):
+        raise DataError("--compare: the two data sets give the same subjects different outcomes; compare on one "
+                        "clinical table")
+    if len(common) < max(len(ds.X), len(ref_ds.X)):
+        notes.append(f"compared on the {len(common)} subjects both models have (this model {len(ds.X)}, "
+                     f"reference {len(ref_ds.X)}); both cross-validated again on them")
+        arm = cross_validate(clone(est), ds.X.iloc[ia], ya, **cv_kwargs)
+    else:
+        arm = res
+    ref = cross_validate(ref_est, ref_ds.X.iloc[ir], yr, **cv_kwargs)
+    table = paired_comparison(arm, ref)
+    lrt = None
+    full, reduced = _lrt_columns(est), _lrt_columns(ref_est)
+    if full is not None and reduced is not None and set(reduced) < set(full):
+        X = ds.X.iloc[ia]
+        lrt = likelihood_ratio_test(X, ya, full=full, reduced=reduced,
+                                    categorical=[c for c in ds.categorical if c in full])
+    else:
+        notes.append("no likelihood-ratio test: it needs two unpenalised coxph models (early fusion, no PCA) whose "
+                     "columns are nested")
+    csv = table.copy()
+    if lrt:
+        csv = _with_lrt_row(csv, lrt)
+    csv.to_csv(out / "comparison.csv", index=False)
+    text = (f"\n## Comparison with {label}\n\nThis model (arm) minus the reference, on identical folds "
+            f"(splits_sha256 {arm.settings['splits_sha256'][:12]}...).\n\n" + comparison_markdown(table, lrt)
+            + "".join(f"\n{n}.\n" for n in notes))
+    row = table.set_index("metric").loc["c_index"]
+    print(f"compared with {label}: C-index difference {row['difference']:+.4f} "
+          f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}], p = {row['p_value']:.3g}"
+          + (f"; LRT chi2 {lrt['statistic']:.3f} on {lrt['df']} df, p = {lrt['p_value']:.3g}" if lrt else "")
+          + f" -> {out / 'comparison.csv'}")
+    return text, {"reference": label, "table": table.to_dict(orient="records"), "lrt": lrt, "notes": notes}
+
+
+def _with_lrt_row(table, lrt: dict):
+    """comparison.csv: the paired table plus one row for the likelihood-ratio test."""
+    import pandas as pd
+
+    row = {"metric": "likelihood_ratio_chi2", "arm": lrt["loglik_full"], "reference": lrt["loglik_reduced"],
+           "difference": lrt["statistic"], "ci_low": float("nan"), "ci_high": float("nan"), "p_value": lrt["p_value"],
+           "better": "arm if p small (arm and reference columns: log partial likelihoods)", "folds": 0,
+           "method": f"{lrt['method']}; df {lrt['df']}"}
+    return pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+
+
+def _compare_saved(args, out: Path, est, meta: dict, ds, res, *, times) -> tuple[str, dict]:
+    """Held-out: the saved model against another saved model on the same subjects (paired bootstrap)."""
+    from facefeat.errors import ConfigError, DataError
+    from facefeat.survival.compare import comparison_markdown, paired_bootstrap_comparison
+    from facefeat.survival.persist import load_model
+
+    path = Path(args.compare)
+    if not path.is_dir():
+        raise ConfigError(f"--compare {args.compare!r}: with --model-dir the reference must be another saved model "
+                          "directory (a covariate list or spec is compared by cross-validation, without --model-dir)")
+    ref, ref_meta = load_model(path)
+    ref_ds = _saved_model_data(args, ref_meta, require_target=True)
+    common = ds.X.index.intersection(ref_ds.X.index, sort=False)
+    if not len(common):
+        raise DataError(f"--compare: the data of {path} share no subject with those of {args.model_dir}")
+    ia, ir = ds.X.index.get_indexer(common), ref_ds.X.index.get_indexer(common)
+    n_boot = args.bootstrap or 1000
+    table = paired_bootstrap_comparison(est, ref, ds.X.iloc[ia], ref_ds.X.iloc[ir], ds.y[ia], n_bootstrap=n_boot,
+                                        random_state=args.seed, times=times, tau=args.tau)
+    table.to_csv(out / "comparison.csv", index=False)
+    row = table.set_index("metric").loc["c_index"]
+    print(f"compared with {path}: C-index difference {row['difference']:+.4f} [{row['ci_low']:+.4f}, "
+          f"{row['ci_high']:+.4f}], p = {row['p_value']:.3g} -> {out / 'comparison.csv'}")
+    text = (f"\n## Comparison with saved model {path}\n\n{len(common)} subjects scored by both models; this model "
+            "(arm) minus the reference.\n\n" + comparison_markdown(table))
+    return text, {"reference": str(path), "table": table.to_dict(orient="records"), "n": int(len(common))}

@@ -89,12 +89,73 @@ def paired_comparison(cv_arm: Any, cv_ref: Any, *, level: float = 0.95,
     return pd.DataFrame(rows)
 
 
-def _design(X: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+def paired_bootstrap_comparison(
+    arm: Any, reference: Any, X_arm: Any, X_ref: Any, y: Any, *, n_bootstrap: int = 1000, level: float = 0.95,
+    random_state: int | None = 0, times: Any = None, ibs_times: Any = None, tau: float | None = None,
+) -> pd.DataFrame:
+    """Difference in each metric between two fitted models on the same held-out subjects.
+
+    Both models are fixed; the subjects are resampled with replacement (the same resample for
+    both), so the interval reflects the finite test set. Percentile intervals of the
+    differences (inside [-1, 1] by construction); the two-sided p-value is twice the smaller
+    share of resampled differences on either side of 0 (at least ``1 / n_bootstrap``).
+
+    Parameters
+    ----------
+    arm, reference : fitted estimators remembering their training target (``y_train_``)
+    X_arm, X_ref : the same subjects in the same order, as each model needs them
+    y : their survival target
+
+    Returns
+    -------
+    DataFrame with the columns of :func:`paired_comparison`.
+    """
+    from facefeat.survival.intervals import bounded_interval
+    from facefeat.survival.metrics import _metrics_core, default_tau, default_times, survival_at
+    from facefeat.survival.target import check_survival_target, to_structured, training_target
+
+    event, time = check_survival_target(y, n_samples=len(X_arm))
+    yt = to_structured(event, time)
+    times = default_times(yt) if times is None else np.unique(np.asarray(times, float))
+    ibs_times = default_times(yt, kind="ibs") if ibs_times is None else np.unique(np.asarray(ibs_times, float))
+    tau = default_tau(yt) if tau is None else float(tau)
+    parts = []
+    for est, X in ((arm, X_arm), (reference, X_ref)):
+        risk = np.asarray(est.predict(X), float)
+        surv = survival_at(est, X, ibs_times) if hasattr(est, "predict_survival_function") else None
+        parts.append((risk, surv, training_target(est)))
+    point = [_metrics_core(r, s, ytr, yt, times, ibs_times, tau, [])[0] for r, s, ytr in parts]
+    rng = np.random.default_rng(random_state)
+    diffs = {m: [] for m in COMPARED}
+    for _ in range(int(n_bootstrap)):
+        idx = rng.integers(0, len(yt), len(yt))
+        ma, mr = (_metrics_core(r[idx], None if s is None else s[idx], ytr, yt[idx], times, ibs_times, tau, [])[0]
+                  for r, s, ytr in parts)
+        for m in COMPARED:
+            diffs[m].append(ma.get(m, math.nan) - mr.get(m, math.nan))
+    rows = []
+    for m, better in COMPARED.items():
+        d = np.asarray(diffs[m], float)
+        d = d[np.isfinite(d)]
+        lo, hi, text = bounded_interval(d, method="percentile", bounds=(-1.0, 1.0), level=level)
+        p = max(2 * min((d <= 0).mean(), (d >= 0).mean()), 1 / max(len(d), 1)) if len(d) else math.nan
+        rows.append({
+            "metric": m, "arm": point[0].get(m, math.nan), "reference": point[1].get(m, math.nan),
+            "difference": point[0].get(m, math.nan) - point[1].get(m, math.nan), "ci_low": lo, "ci_high": hi,
+            "p_value": min(p, 1.0),
+            "better": "arm if difference > 0" if better == "higher" else "arm if difference < 0 (lower is better)",
+            "folds": 0, "method": (f"paired bootstrap over the held-out subjects (models fixed): {text} of the "
+                                   "difference; p = twice the smaller share of resampled differences on one side of 0"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _design(X: pd.DataFrame, columns: Sequence[str], categorical: Sequence[str] = ()) -> tuple[np.ndarray, list[str]]:
     """Numeric design of ``columns``: numbers as given, text/categorical columns one-hot (first level dropped)."""
     parts, names = [], []
     for c in columns:
         s = X[c]
-        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        if c not in categorical and (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
             parts.append(s.to_numpy(float)[:, None])
             names.append(str(c))
         else:
@@ -107,7 +168,7 @@ def _design(X: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, list[s
 
 
 def likelihood_ratio_test(X: Any, y: Any, *, full: Sequence[str], reduced: Sequence[str],
-                          ties: str = "efron") -> dict[str, Any]:
+                          ties: str = "efron", categorical: Sequence[str] = ()) -> dict[str, Any]:
     """Likelihood-ratio test of two nested unpenalised Cox models on the full data.
 
     Parameters
@@ -118,6 +179,8 @@ def likelihood_ratio_test(X: Any, y: Any, *, full: Sequence[str], reduced: Seque
     full, reduced : list of str
         Columns of the larger and of the nested model (``reduced`` may be empty: the null model).
     ties : {"efron", "breslow"}
+    categorical : list of str
+        Numeric columns to one-hot code as well (e.g. a stage coded 1-4).
 
     Returns
     -------
@@ -144,8 +207,9 @@ def likelihood_ratio_test(X: Any, y: Any, *, full: Sequence[str], reduced: Seque
     # both models on the same rows: complete cases of the full model's columns
     keep = X[full].notna().all(axis=1).to_numpy()
     Xk = X.loc[keep, full]
-    Xf, names_f = _design(Xk, full)
-    Xr, names_r = _design(Xk, reduced)
+    categorical = [str(c) for c in categorical]
+    Xf, names_f = _design(Xk, full, categorical)
+    Xr, names_r = _design(Xk, reduced, categorical)
     if not event[keep].any():
         raise DataError("no event among the complete cases: no likelihood-ratio test")
     fit_f = fit_cox(Xf, time[keep], event[keep], ties=ties)

@@ -4,7 +4,8 @@ Each check adds one item to the estimator's :class:`~facefeat.survival.report.Da
 emits one :class:`ModelWarning`, instead of the flood of solver warnings (``LinAlgWarning``,
 overflow ``RuntimeWarning``) that the optimiser would print:
 
-- more model features than events (an unpenalised Cox model cannot be estimated);
+- more model features than events (an unpenalised Cox model cannot be estimated), or fewer
+  than 10 events per feature (biased hazard ratios, too narrow Wald intervals);
 - complete or quasi-complete separation (coefficients running off to infinity), naming the
   likely columns, with the apparent C-index;
 - a penalised model that kept no feature (a null model: its C-index of 0.5 means nothing
@@ -30,6 +31,10 @@ log = logging.getLogger("facefeat.survival")
 #: |log hazard ratio per SD of the column| above which a coefficient is taken as diverging
 #: (a hazard ratio of e^5 ~ 150 per SD does not come out of a converged fit on real data).
 DIVERGING_LOG_HR_PER_SD = 5.0
+
+#: Events per feature below which an unpenalised Cox model's hazard ratios are flagged
+#: (Peduzzi et al. 1995: at fewer than 10 the estimates are biased and the intervals too narrow).
+MIN_EVENTS_PER_FEATURE = 10.0
 
 
 class ModelWarning(UserWarning):
@@ -64,7 +69,16 @@ def check_dimensions(model: Any, n_features: int, n_events: int, *, report: Any 
 
     Returns True when the warning was given.
     """
-    if not is_unpenalised_cox(model) or n_features < n_events:
+    if not is_unpenalised_cox(model):
+        return False
+    if n_features < n_events:
+        if n_features and n_events / n_features < MIN_EVENTS_PER_FEATURE:
+            _say(report, "model",
+                 f"{n_events / n_features:.1f} events per feature ({n_events} events, {n_features} features; fewer than "
+                 f"{MIN_EVENTS_PER_FEATURE:g}): the coefficients of an unpenalised Cox model are biased away from 0 and "
+                 "their Wald intervals are too narrow (benchmarks/bench_coverage.py --noise-features 38: 61.5 % "
+                 "coverage at 2.4 events per feature). Use a penalised model (--model coxnet, or coxph with "
+                 "--param alpha=1), PCA, or fewer features.", key="low_epv")
         return False
     _say(report, "model",
          f"more features ({n_features}) than events ({n_events}): an unpenalised Cox model cannot be estimated "

@@ -144,6 +144,12 @@ def hazard_ratio_table(
         se = np.sqrt(np.diag(inf["cov"]))
         method = (f"unpenalised Cox partial likelihood ({inf.get('ties', 'efron')} ties); {pct} Wald interval "
                   "exp(coef +- z se), two-sided Wald p")
+        from facefeat.survival.guards import MIN_EVENTS_PER_FEATURE
+
+        epv = inf["events"] / max(len(coef), 1)
+        if epv < MIN_EVENTS_PER_FEATURE:
+            note = (f"{epv:.1f} events per term (< {MIN_EVENTS_PER_FEATURE:g}): hazard ratios are biased away from 1 "
+                    "and the Wald intervals too narrow; prefer a penalised model or fewer terms")
     scale = np.array([u["sd"] if (per == "unit" and u.get("sd")) else 1.0 for u in units])
     b = coef / scale
     s = se / scale

@@ -8,7 +8,7 @@ the scikit-learn / scikit-survival parts they are made of); a file that names an
 is refused with the types listed, before anything is built. DeepSurv stores its network as a
 state dict of arrays, not as torch objects.
 
-Model directories written by facefeat before 0.3 hold ``model.joblib``, a pickle: loading a
+Model directories written by facefeat 0.1 hold ``model.joblib``, a pickle: loading a
 pickle runs whatever code it holds, so those load only with ``trust=True`` (``--trust`` on the
 command line) and a warning; re-save them with ``facefeat models upgrade-survival DIR`` or by
 fitting again.
@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from facefeat._version import library_versions
 from facefeat.io.atomic import write_bytes_atomic
 from facefeat.errors import DataError, ModelError
 from facefeat.io.jsonsafe import to_jsonable
@@ -57,18 +57,6 @@ TRUSTED_TYPES = (
     "sklearn.dummy.DummyRegressor",
     "numpy.dtype",
 )
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for dist in ("facefeat", "scikit-learn", "scikit-survival", "skops", "torch", "numpy", "pandas", "pyarrow"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 #: Settings that do not specify a model: what ``facefeat fit`` derives from the fitted model, and labels.
@@ -163,7 +151,7 @@ def save_model(model_dir: str | Path, estimator: Any, *, schema: dict, settings:
         "settings": to_jsonable(settings or {}),
         "provenance": to_jsonable({
             **(provenance or {}),
-            "versions": _versions(),
+            "versions": library_versions(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "argv": sys.argv,
         }),

@@ -183,3 +183,46 @@ def calibration_groups_phrase(n_groups: int) -> str:
     named = {10: "deciles", 5: "quintiles", 4: "quartiles", 3: "tertiles"}
     return (f"{n_groups} groups ({named[n_groups]}) of predicted survival" if n_groups in named
             else f"{n_groups} equal-sized groups of predicted survival")
+
+
+def plot_forest(labels: Any, estimate: Any, low: Any, high: Any, path: str | Path, *, xlabel: str,
+                null: float | None = 1.0, log: bool = True, title: str = "", highlight: Any = None) -> Any:
+    """Forest plot: one row per label with its estimate (square) and interval (line).
+
+    Parameters
+    ----------
+    labels, estimate, low, high : sequences of equal length, drawn top to bottom
+    xlabel : str
+        What the axis shows, with its unit and the interval's level.
+    null : float, optional
+        The value of no effect (1 for hazard ratios, 0.5 for a C-index), drawn dotted.
+    log : bool, default True
+        Logarithmic axis (hazard ratios); rows with non-positive values are left out on it.
+    highlight : sequence of bool, optional
+        Rows drawn in grey (e.g. a reference arm).
+    """
+    labels = [str(x) for x in labels]
+    est, lo, hi = (np.asarray(v, float) for v in (estimate, low, high))
+    n = len(labels)
+    fig, ax = _figure(7.0, 0.42 * n + 1.4)
+    ys = np.arange(n)[::-1]
+    grey = np.zeros(n, bool) if highlight is None else np.asarray(highlight, bool)
+    for yi, e, a, b, g in zip(ys, est, lo, hi, grey):
+        color = "#5b6475" if g else "#2b5ea7"
+        if np.isfinite(a) and np.isfinite(b) and (not log or (a > 0 and b > 0)):
+            ax.plot([a, b], [yi, yi], color=color, lw=2)
+        if np.isfinite(e) and (not log or e > 0):
+            ax.plot([e], [yi], "s", color=color, ms=6)
+    if null is not None:
+        ax.axvline(null, color="grey", lw=0.8, ls=":")
+    if log:
+        ax.set_xscale("log")
+    ax.set_yticks(ys)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    return fig

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from facefeat.errors import ConfigError, DataError
+from facefeat.errors import DataError
 from facefeat.survival.metrics import (
     METRICS,
     _metrics_core,
@@ -105,6 +105,17 @@ class RepeatedSurvivalStratifiedKFold:
         return self.n_splits * self.n_repeats
 
 
+def data_sha256(ids: Any, y: np.ndarray) -> str:
+    """sha256 of the subjects (ids, in order) and their outcomes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update("\x1f".join(str(i) for i in np.asarray(ids)).encode())
+    h.update(np.ascontiguousarray(np.asarray(y["time"], np.float64)).tobytes())
+    h.update(np.ascontiguousarray(np.asarray(y["event"], bool)).tobytes())
+    return h.hexdigest()
+
+
 def _ids_of(X: Any, n: int) -> np.ndarray:
     """Subject ids of the rows: the DataFrame index, or row numbers for arrays."""
     return X.index.to_numpy() if isinstance(X, pd.DataFrame) else np.arange(n)
@@ -125,6 +136,31 @@ def splits_sha256(splits: list[tuple[np.ndarray, np.ndarray]], ids: Any, *, n_sp
         rep, fold = divmod(i, n_splits)
         folds.append([rep, fold, sorted(str(x) for x in ids[te])])
     return hashlib.sha256(json.dumps(folds, separators=(",", ":")).encode()).hexdigest()
+
+
+def td_auc_summary(auc: pd.DataFrame, *, n: int, n_splits: int, level: float = 0.95) -> pd.DataFrame:
+    """Time-dependent AUC per evaluation time over CV folds: mean and range-respecting interval.
+
+    Parameters
+    ----------
+    auc : DataFrame with columns repeat, fold, time, auc (``CVResult.auc``)
+    n : number of subjects; n_splits : folds per repeat (for the fold sizes of the correction)
+
+    Returns
+    -------
+    DataFrame with columns time, mean, ci_low, ci_high, folds, method
+    """
+    from facefeat.survival.intervals import bounded_interval
+
+    n_test = int(round(n / n_splits))
+    rows = []
+    for t, g in auc.groupby("time"):
+        v = g["auc"].to_numpy(float)
+        lo, hi, how = bounded_interval(v, n_train=n - n_test, n_test=n_test, bounds=(0.0, 1.0), level=level)
+        fin = v[np.isfinite(v)]
+        rows.append({"time": float(t), "mean": float(fin.mean()) if len(fin) else math.nan, "ci_low": lo,
+                     "ci_high": hi, "folds": int(len(fin)), "method": how})
+    return pd.DataFrame(rows, columns=["time", "mean", "ci_low", "ci_high", "folds", "method"])
 
 
 @dataclass
@@ -161,6 +197,10 @@ class CVResult:
             "notes": self.notes,
         }
 
+    def auc_by_time(self, *, level: float = 0.95) -> pd.DataFrame:
+        """Time-dependent AUC per time: mean over folds with its interval (see :func:`td_auc_summary`)."""
+        return td_auc_summary(self.auc, n=int(self.settings["n"]), n_splits=int(self.settings["n_splits"]), level=level)
+
     def to_markdown(self) -> str:
         s = self.settings
         text = (
@@ -171,6 +211,10 @@ class CVResult:
         text += "\nci_low/ci_high by metric:\n" + "".join(
             f"- {r['metric']}: {r['method']}\n" for r in self.summary.to_dict(orient="records") if r.get("method"))
         text += "p2.5/p97.5: percentiles of the per-fold values (their spread, not a confidence interval).\n"
+        if len(self.auc):
+            by_time = self.auc_by_time()
+            text += ("\nTime-dependent AUC by time (mean over folds; 95 % interval as for auc_mean above)\n\n"
+                     + markdown_table(by_time.drop(columns=["method"])))
         for t, df in self.calibration.items():
             text += f"\nCalibration at t = {t:g} (first repeat, pooled test folds)\n\n" + markdown_table(df)
         if self.notes:
@@ -328,5 +372,6 @@ def cross_validate(
         "tau": tau, "calibration_times": cal_times.tolist(), "risk_groups": risk_groups,
         "param_grid": param_grid, "inner_cv": inner_cv if param_grid else None, "scoring": str(scoring),
         "splits_sha256": splits_sha256(splits, _ids_of(X, len(y)), n_splits=n_splits),
+        "data_sha256": data_sha256(_ids_of(X, len(y)), y),
     }
     return CVResult(folds, pd.DataFrame(summary_rows), oof, pd.DataFrame(auc_rows), calibration, settings, notes)

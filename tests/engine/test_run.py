@@ -214,6 +214,19 @@ def test_out_holding_other_inputs_is_refused_unless_overwrite(tmp_path, examples
     assert s.n_processed == 3
 
 
+def test_run_json_of_an_earlier_facefeat_resumes(tmp_path):
+    """run.json of facefeat < 0.3 held the input as a plain string: a folder made then is still a run
+    folder (the tables' provenance says which inputs), not an 'unreadable' error."""
+    cohort = _cohort(tmp_path, 2)
+    out = tmp_path / "run"
+    first = run_extraction({"input": str(cohort), "out": str(out), "extractors": ["landmarks"]}, progress=False)
+    (out / "run.json").write_text(json.dumps({"facefeat_version": "0.2.0", "input": str(cohort),
+                                              "extractors": ["landmarks"], "n_images": 2}))
+    again = run_extraction({"input": str(cohort), "out": str(out), "extractors": ["landmarks"]}, progress=False)
+    assert (again.n_reused, again.n_processed) == (2, 0) and again.status_counts == first.status_counts
+    assert json.loads((out / "run.json").read_text())["input"]["manifest_sha256"]
+
+
 def test_cli_refuses_mixed_run_and_prints_the_summary_once(tmp_path, examples_dir, capsys, caplog):
     out = tmp_path / "run"
     assert main(["extract", str(examples_dir), "--out", str(out), "-e", "landmarks", "--no-progress"]) == 0

@@ -92,7 +92,7 @@ def test_engine_measures_known_truncation_on_crops_of_real_photos(crops):
         res = pre.process(_record(file, file.stem))
         assert res.status == "ok", (file, res.error)
         got = res.diag["diag__face_truncated"]
-        box = res.diag["diag__face_box_outside"]
+        box = res.diag["diag__face_truncated_box"]
         record("truncated faces", f"{name} {label}",
                f"landmarks outside: {got * 68:.0f}/68 measured, {true * 68:.0f}/68 cut off by the crop "
                f"(from the uncropped photo); box outside {box:.2f}")

@@ -29,15 +29,16 @@ def _table(tmp_path):
 
 
 COLUMNS = ["landmarks__eye_distance", "landmarks__mouth_width", "landmarks__flat",
-           "face_descriptor__descriptor_0", "face_descriptor__descriptor_1", "attributes__apparent_age"]
+           "face_descriptor__descriptor_0000", "face_descriptor__descriptor_0001", "attributes__apparent_age"]
 
 
 def test_threshold_dimensions_and_record(tmp_path):
     path = _table(tmp_path)
     kept, rec = filter_features(COLUMNS, tmp_path, min_icc=0.75)
-    # unpadded embedding names match the table's padded ones; attributes is not assessed, kept
-    assert kept == ["landmarks__eye_distance", "face_descriptor__descriptor_0", "attributes__apparent_age"]
-    assert rec["dropped_columns"] == ["landmarks__mouth_width", "landmarks__flat", "face_descriptor__descriptor_1"]
+    # dimensions match by (column, index) whatever the padding of the table's names; attributes is
+    # not assessed, kept
+    assert kept == ["landmarks__eye_distance", "face_descriptor__descriptor_0000", "attributes__apparent_age"]
+    assert rec["dropped_columns"] == ["landmarks__mouth_width", "landmarks__flat", "face_descriptor__descriptor_0001"]
     assert (rec["kept"], rec["dropped"], rec["dropped_below"], rec["dropped_undefined"], rec["not_assessed"]) == (3, 3, 2, 1, 1)
     assert rec["table_sha256"] == sha256_file(path)
     assert rec["form"] == "ICC(2,1)" and rec["perturbation"] == "all" and rec["min_icc"] == 0.75

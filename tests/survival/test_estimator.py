@@ -156,7 +156,12 @@ def test_categorical_block_with_unseen_level(data):
     est = SurvivalEstimator("coxph", blocks={"c": FeatureBlock(categorical=["stage"])}).fit(X2, y)
     assert "stage_III" in est.feature_names_out_
     X3 = X2.iloc[:5].assign(stage="IV")
-    assert np.isfinite(est.predict(X3)).all()
+    from facefeat.survival.guards import ModelWarning
+
+    with pytest.warns(ModelWarning, match=r"column 'stage': level\(s\) \['IV'\] in 5 row"):
+        risk = est.predict(X3)
+    # scored as the reference level (II), as the warning says
+    assert np.allclose(risk, est.predict(X3.assign(stage="II")))
 
 
 def test_predict_refuses_other_columns(data):

@@ -53,3 +53,13 @@ def test_km_plot_has_a_number_at_risk_table(tmp_path):
     assert 0 <= p <= 1 and (tmp_path / "km.png").stat().st_size > 10_000
     table = number_at_risk([1, 2, 3, 5, 8], [1, 1, 2, 2, 2], [0, 2, 5])
     assert table.to_dict(orient="index") == {1: {0: 2, 2: 1, 5: 0}, 2: {0: 3, 2: 3, 5: 2}}
+
+
+def test_forest_plot_draws_every_row_on_a_log_axis(tmp_path):
+    from facefeat.survival.plots import plot_forest
+
+    fig = plot_forest(["age (per SD)", "stage III vs I", "no interval"], [1.5, 2.5, 0.8], [1.1, 1.4, float("nan")],
+                      [2.0, 4.4, float("nan")], tmp_path / "f.png", xlabel="hazard ratio (log scale), 95 % interval")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_yticklabels()][0] == "age (per SD)"
+    assert len(ax.lines) == 2 + 3 + 1  # two intervals, three estimates, the null line at HR 1

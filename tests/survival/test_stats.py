@@ -190,12 +190,19 @@ def test_penalised_models_say_why_there_is_no_p_value():
     tab = hazard_ratio_table(ridge)
     assert tab["p_value"].isna().all() and tab["note"].str.contains("no valid Wald").all()
     assert (tab["hr"] > 0).all()
-    boot = hazard_ratio_table(ridge, X=X, y=y, n_bootstrap=30, random_state=0)
-    assert (boot["ci_low"] < boot["hr"]).all() and (boot["hr"] < boot["ci_high"]).all() and (boot["ci_low"] > 0).all()
-    assert "bootstrap percentile" in boot["method"].iloc[0]
-    net = SurvivalEstimator("coxnet", model_params={"cv": 3}, blocks=blocks, random_state=0).fit(X, y)
+    net = SurvivalEstimator("coxnet", model_params={"cv": None}, blocks=blocks, random_state=0).fit(X, y)
     tab = hazard_ratio_table(net)
     assert tab["p_value"].isna().all() and "coxnet" in tab["note"].iloc[0]
+
+
+@pytest.mark.slow
+def test_penalised_models_get_bootstrap_intervals_when_asked():
+    X, y = load_reference_dataset("gbsg2")
+    blocks = {"clinical": FeatureBlock(columns=["age", "pnodes", "tsize", "progrec"])}
+    ridge = SurvivalEstimator("coxph", model_params={"alpha": 5.0}, blocks=blocks).fit(X, y)
+    boot = hazard_ratio_table(ridge, X=X, y=y, n_bootstrap=30, random_state=0)
+    assert (boot["ci_low"] < boot["hr"]).all() and (boot["hr"] < boot["ci_high"]).all() and (boot["ci_low"] > 0).all()
+    assert "bootstrap percentile" in boot["method"].iloc[0] and boot["p_value"].isna().all()
 
 
 # -- subgroup audit --------------------------------------------------------------------------------
@@ -327,3 +334,83 @@ def test_evaluate_with_partly_mismatched_ids_is_a_clear_error(tmp_path, gbsg2_sp
     err = capsys.readouterr().err
     assert "no comparable pair" in err and "4 subjects" in err and "id column" in err
     assert "Traceback" not in err
+
+
+def test_cli_fit_writes_hazard_ratios(tmp_path, gbsg2_split_files):
+    from facefeat.cli import main
+
+    clin, run, ids = gbsg2_split_files
+    model = tmp_path / "model"
+    assert main(["fit", "--clinical", str(clin), "--covariates", "age,tgrade", "--out", str(model)]) == 0
+    hr = pd.read_csv(model / "hazard_ratios.csv")
+    assert list(hr["term"]) == ["age", "tgrade_II", "tgrade_III"]
+    assert hr.loc[0, "unit"].startswith("per SD of age") and (hr["ci_low"] > 0).all()
+    assert hr.loc[1, "unit"] == "tgrade = II vs I (reference)"
+    assert "## Hazard ratios" in (model / "fit_report.md").read_text()
+
+
+@pytest.mark.slow
+def test_cli_evaluate_compares_and_audits_subgroups(tmp_path, gbsg2_split_files):
+    from facefeat.cli import main
+
+    clin, run, ids = gbsg2_split_files
+    model = tmp_path / "model"
+    assert main(["fit", "--clinical", str(clin), "--covariates", "age,tgrade", "--out", str(model)]) == 0
+
+    out = tmp_path / "cmp"
+    assert main(["evaluate", "--clinical", str(clin), "--covariates", "age,tgrade", "--compare", "age",
+                 "--subgroups", "menostat,age", "--bands", "age=45,60", "--folds", "3", "--repeats", "2",
+                 "--out", str(out)]) == 0
+    cmp = pd.read_csv(out / "comparison.csv").set_index("metric")
+    assert {"c_index", "uno_c", "auc_mean", "ibs", "likelihood_ratio_chi2"} <= set(cmp.index)
+    assert cmp.loc["c_index", "folds"] == 6 and cmp.loc["c_index", "ci_low"] < cmp.loc["c_index", "ci_high"]
+    lrt = likelihood_ratio_test(pd.read_csv(clin), to_structured(pd.read_csv(clin)["event"] > 0,
+                                                                pd.read_csv(clin)["time"]),
+                                full=["age", "tgrade"], reduced=["age"])
+    assert cmp.loc["likelihood_ratio_chi2", "difference"] == pytest.approx(lrt["statistic"])
+    sub = pd.read_csv(out / "subgroups.csv")
+    assert list(sub["subgroup"]) == ["all subjects", "Post", "Pre", "< 45", "[45, 60)", ">= 60"]
+    text = (out / "results.md").read_text()
+    assert "## Comparison with" in text and "## Subgroup audit" in text and "Likelihood-ratio test" in text
+
+    # held-out: the saved model against another saved model, paired bootstrap
+    other = tmp_path / "other"
+    assert main(["fit", "--clinical", str(clin), "--covariates", "age", "--out", str(other)]) == 0
+    held = tmp_path / "held"
+    assert main(["evaluate", "--model-dir", str(model), "--clinical", str(clin), "--compare", str(other),
+                 "--bootstrap", "40", "--out", str(held)]) == 0
+    hc = pd.read_csv(held / "comparison.csv").set_index("metric")
+    assert "paired bootstrap" in hc.loc["c_index", "method"]
+    assert -1 <= hc.loc["c_index", "ci_low"] <= hc.loc["c_index", "ci_high"] <= 1
+    # different folds are refused by the function the CLI uses (checked in test_splits_hash_identifies_the_folds)
+
+
+def test_predict_names_an_unseen_level_or_refuses_it(tmp_path, gbsg2_split_files, capsys):
+    from facefeat.cli import main
+
+    clin, run, ids = gbsg2_split_files
+    model = tmp_path / "model"
+    assert main(["fit", "--clinical", str(clin), "--covariates", "age,tgrade", "--out", str(model)]) == 0
+    new = pd.read_csv(clin).drop(columns=["time", "event"]).iloc[:10]
+    new.loc[3, "tgrade"] = "IV"
+    new.to_csv(tmp_path / "new.csv", index=False)
+    from facefeat.survival.guards import ModelWarning
+
+    with pytest.warns(ModelWarning, match=r"'tgrade': level\(s\) \['IV'\]"):
+        assert main(["predict", "--model-dir", str(model), "--clinical", str(tmp_path / "new.csv"),
+                     "--out", str(tmp_path / "p.csv")]) == 0
+    assert main(["predict", "--model-dir", str(model), "--clinical", str(tmp_path / "new.csv"), "--unknown-levels",
+                 "error", "--out", str(tmp_path / "p2.csv")]) == 2
+    assert "IV" in capsys.readouterr().err and not (tmp_path / "p2.csv").exists()
+
+
+def test_few_events_per_feature_is_flagged_in_the_fit_and_the_table():
+    from facefeat.survival.guards import ModelWarning
+
+    X, y = synthetic(120, 12, seed=8, censor=1.0)
+    n_ev = int(y["event"].sum())
+    assert 12 < n_ev < 120  # 12 features, fewer than 10 events each, more events than features
+    with pytest.warns(ModelWarning, match="events per feature"):
+        est = SurvivalEstimator("coxph").fit(X, y)
+    tab = hazard_ratio_table(est)
+    assert tab["note"].str.contains("events per term").all() and tab["p_value"].notna().all()
