@@ -22,7 +22,9 @@ Clock: every run is a separate single-threaded process (``OMP_NUM_THREADS=1``,
 core equals the wall time; on a shared machine it is far steadier than the wall clock. Both are
 recorded, with the load average.
 
-Generator: a 256 px StyleGAN2 of the paper's ``paper256`` configuration (channel_base 16384,
+Generators (``--generator``): ``tiny``, the repository's 32 px NVIDIA fixture
+(tests/data/stylegan2), cheap enough for NVIDIA's 1000-step reference on every target of a 2-core
+shared machine; and ``paper256``: a 256 px StyleGAN2 of the paper's ``paper256`` configuration (channel_base 16384,
 channel_max 512, 8 mapping layers, conv_clamp 256; float32 everywhere: NVIDIA's fp16 layers are
 GPU-only) built by NVIDIA's code with **random weights** (seed ``--seed``): no trained 256 px
 checkpoint exists on this machine (``facefeat models list``: nothing cached, no network). Its
@@ -42,9 +44,17 @@ table can be filled over several invocations (``--runs``, ``--targets``) and pri
 (e.g. ``git worktree add /tmp/ff-main main``), so "today's default" is today's code as well as
 today's settings.
 
-    python benchmarks/bench_time_to_quality.py --nvidia-root /tmp/nvidia-sg2ada --work runs/ttq \\
-        --photos 8 --renders 2 --runs nvidia,today,fast --jobs 2
-    python benchmarks/bench_time_to_quality.py --work runs/ttq --table
+``--speed K`` measures instead the CPU seconds per optimisation step of each run on the first
+target (the coarse and the full-resolution steps of a coarse-to-fine schedule separately), the
+256 px figures of docs/features/stylegan2.md.
+
+    git --git-dir=<mirror of NVlabs/stylegan2-ada-pytorch> archive HEAD | tar -x -C /tmp/nvidia-sg2ada
+    git worktree add --detach /tmp/ff-main <commit before the presets>
+    python benchmarks/bench_time_to_quality.py --generator tiny --nvidia-root /tmp/nvidia-sg2ada \\
+        --baseline /tmp/ff-main --photos 8 --renders 2 --runs nvidia,today,preset:fast --jobs 2
+    python benchmarks/bench_time_to_quality.py --generator paper256 --nvidia-root /tmp/nvidia-sg2ada \\
+        --baseline /tmp/ff-main --speed 4 --runs nvidia,today,preset:fast,lever:coarse64-half
+    python benchmarks/bench_time_to_quality.py --generator tiny --table
 """
 
 from __future__ import annotations
@@ -82,7 +92,7 @@ LEVERS: dict[str, dict] = {
     "steps50": ("fast", {"steps": 50}),
     "steps200": ("fast", {"steps": 200}),
     "lr0.05": ("fast", {"initial_learning_rate": 0.05}),
-    "lr0.2": ("fast", {"initial_learning_rate": 0.2}),
+    "lr0.1": ("fast", {"initial_learning_rate": 0.1}),
     "latent-noise": ("fast", {"initial_noise_factor": 0.05}),
     "space-w": ("fast", {"space": "w"}),
     "no-noise-maps": ("fast", {"optimize_noise": False}),
@@ -344,9 +354,9 @@ def worker_speed(spec: dict) -> dict:
     kw = facefeat_settings(spec["run"], G.img_resolution)
     stats = w_stats(G, 1000)
     out = {"settings": {k2: v for k2, v in kw.items() if isinstance(v, (int, float, str, bool, type(None)))}}
-    phases = {"full_step_s": dict(coarse_fraction=0.0)}
+    phases = {"full_step_s": {}}
     if kw.get("coarse_resolution"):
-        phases["coarse_step_s"] = dict(coarse_fraction=1.0)
+        phases = {"full_step_s": {"coarse_fraction": 0.0}, "coarse_step_s": {"coarse_fraction": 1.0}}
     c0 = time.process_time()
     for key, change in phases.items():
         stamps = []
@@ -402,8 +412,8 @@ def print_table(results: list[dict]) -> None:
     if not targets:
         print("no NVIDIA reference run yet: nothing to compare against")
         return
-    print(f"\nPer target: PSNR bar = NVIDIA's final PSNR (dB); TTQ = CPU s until the bar; "
-          f"final = PSNR at the run's end (- = stopped at the bar)")
+    print("\nPer target: PSNR bar = NVIDIA's final PSNR (dB); TTQ = CPU s until the bar; "
+          "final = PSNR at the run's end (- = stopped at the bar)")
     print(f"{'target':28} {'run':26} {'bar dB':>7} {'final':>7} {'steps':>6} {'CPU s':>8} {'TTQ s':>8} "
           f"{'TTQ/ref':>8} {'load':>9}")
     per_run: dict[str, list] = {}
@@ -415,7 +425,7 @@ def print_table(results: list[dict]) -> None:
                 continue
             tq, k = (rec["cpu_s"], rec["steps"]) if run == "nvidia" else ttq(rec, bar)
             ratio = tq / ref[t]["cpu_s"] if tq is not None else None
-            per_run.setdefault(run, []).append((t, tq, ratio, rec))
+            per_run.setdefault(run, []).append((t, tq, ratio, rec, k))
             fin = "-" if rec.get("final_psnr") is None else f"{rec['final_psnr']:.2f}"
             print(f"{t:28} {run:26} {bar:7.2f} {fin:>7} {rec['steps']:6d} {rec['cpu_s']:8.1f} "
                   f"{'n/a' if tq is None else f'{tq:.1f}':>8} {'not reached' if ratio is None else f'{ratio:.3f}':>8} "
@@ -423,7 +433,8 @@ def print_table(results: list[dict]) -> None:
     for kind in ("photo", "render"):
         print(f"\nMedian over {kind}s (targets with an NVIDIA reference; TTQ of a run that never reached "
               f"the bar counts as +inf)")
-        print(f"{'run':26} {'n':>3} {'reached':>8} {'median TTQ s':>13} {'median ratio':>13} {'median PSNR gain dB':>20}")
+        print(f"{'run':26} {'n':>3} {'reached':>8} {'median TTQ s':>13} {'steps to bar':>12} {'median ratio':>13} "
+              f"{'median PSNR gain dB':>20}")
         for run, rows in per_run.items():
             rows = [x for x in rows if x[0].startswith(kind)]
             if not rows:
@@ -432,8 +443,9 @@ def print_table(results: list[dict]) -> None:
             ratios = [math.inf if x[2] is None else x[2] for x in rows]
             gains = [x[3]["final_psnr"] - ref[x[0]]["final_psnr"] for x in rows if x[3].get("final_psnr") is not None]
             gain = f"{statistics.median(gains):+.2f}" if gains else "-"
+            steps = statistics.median([math.inf if x[4] is None else x[4] for x in rows])
             print(f"{run:26} {len(rows):3d} {sum(x[1] is not None for x in rows):8d} "
-                  f"{statistics.median(tqs):13.1f} {statistics.median(ratios):13.3f} {gain:>20}")
+                  f"{statistics.median(tqs):13.2f} {steps:12.1f} {statistics.median(ratios):13.3f} {gain:>20}")
     print("\nTimes are CPU seconds of single-threaded processes (= wall time on an idle core; the machine is "
           "shared, 'load' = 1-min load average at the start/end of each run). Loss: MSE on both sides.")
 

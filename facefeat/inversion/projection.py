@@ -17,6 +17,8 @@ each step. Differences, all for batching:
   longer updated) and leaves the batch, so the remaining images run faster. Each image runs on
   its own schedule clock, so this too is independent of the batch.
 * Spaces W (one w broadcast to every layer, NVIDIA's) and W+ (one w per layer).
+* Optional coarse-to-fine phase: the first steps render only up to a lower block resolution
+  and compare with the area-downsampled target (``coarse_resolution``, ``coarse_fraction``).
 * Losses: MSE (default, needs no weights), LPIPS-VGG from weight files on disk, or both.
 
 Everything is a keyword argument with a default and is returned in
@@ -426,7 +428,8 @@ def project(
                    optimize_noise=optimize_noise, noise_init=noise_init, loss=loss, perceptual=perceptual,
                    mse_weight=mse_weight,
                    lpips_weight=lpips_weight, early_stop_patience=early_stop_patience,
-                   early_stop_min_delta=early_stop_min_delta, early_stop_start=early_stop_start, wplus_start=wplus_start,
+                   early_stop_min_delta=early_stop_min_delta, early_stop_start=early_stop_start,
+                   wplus_start=wplus_start,
                    coarse_resolution=coarse_resolution, coarse_fraction=coarse_fraction, betas=betas,
                    eps=eps, batch_invariant=batch_invariant, return_images=return_images, return_noises=return_noises,
                    trajectory_every=trajectory_every, callback=callback)
