@@ -548,6 +548,9 @@ def write_study(out: Path, result: SimulationResult, *, G, generator_info: dict,
                   "regularize_noise_weight", "early_stop_patience", "wplus_start")}}
     if inv["method"] == "projection":
         config["steps"] = inv["steps"]
+    # simulate runs its own projection schedule (recorded above from the inversion it ran), not an
+    # extractor preset: a preset name here would claim settings the latents were not made with
+    config.pop("preset", None)
     provenance = {
         "facefeat_version": __version__,
         "created": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
