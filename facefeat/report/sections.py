@@ -189,9 +189,16 @@ def validation_section(study: Study, val: Validation) -> h.Section:
                      "folds": r.get("folds")})
     body.append(h.table(rows, caption="Cross-validated performance (mean over all folds and repeats)"))
     s = val.settings
+    # the interval method as the survival layer states it (one per metric family), never a fixed sentence
+    methods = list(dict.fromkeys(str(m).split(", ")[0] for m in val.summary.get("method", pd.Series(dtype=object))
+                                 if isinstance(m, str) and m))
+    method = ("; ".join(methods) if methods else
+              "corrected resampled t interval (Nadeau & Bengio) on the raw scale (a cross-validation stored by an "
+              "older facefeat)")
     body.append(h.para(
-        "95 % CI: corrected resampled t interval (Nadeau & Bengio), which accounts for the overlap of training sets; "
-        "percentiles: spread of the per-fold values. "
+        f"95 % CI: {method}; the correction accounts for the overlap of training sets, the logit and log scales keep "
+        "C-indices, AUC and Brier scores in [0, 1] and hazard ratios above 0. Percentiles: spread of the per-fold "
+        "values. "
         f"Uno's C truncated at tau = {h.fmt_number(s.get('tau'), 2)}; time-dependent AUC at "
         f"{', '.join(h.fmt_number(t, 2) for t in (s.get('times') or []))}; integrated Brier score over "
         f"{_ibs_range(s.get('ibs_times'))}.", muted=True))
@@ -262,7 +269,8 @@ def calibration_section(val: Validation, unit: str | None = None) -> h.Section:
         return h.Section("calibration", "Calibration", h.note(f"Calibration is not shown: {why}.", kind="absent"))
     n_groups = max(len(df) for df in val.calibration.values())
     groups = calibration_groups_phrase(n_groups)
-    png, _ = plot_png(plot_calibration, val.calibration, title=f"Calibration (out-of-fold): {groups}", time_unit=unit)
+    png, _ = plot_png(plot_calibration, val.calibration, title=f"Calibration (out-of-fold), {n_groups} groups",
+                      time_unit=unit)
     body = [h.para(f"Mean predicted survival against the Kaplan-Meier estimate in {groups} (fewer groups than 10 "
                    "when there are fewer than 50 subjects: at least 5 per group), at the quartiles of the event times; "
                    "out-of-fold predictions pooled over the test folds of the first CV repeat. Points on the "

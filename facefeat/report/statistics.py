@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 from facefeat.report import html as h
 from facefeat.report.figures import plot_png
@@ -36,6 +37,12 @@ def hazard_section(study: Study) -> h.Section:
         "Hazard ratios of the model fitted on all subjects, per unit of each row as stated (per SD where the model "
         f"standardised the column; a category level against its reference level). {method}. Apparent associations "
         "on the training data, not cross-validated performance.")]
+    notes = table["note"].fillna("") if "note" in table.columns else pd.Series([""] * len(table))
+    common = notes.mode().iloc[0] if len(notes) and notes.str.len().gt(0).any() else ""
+    if common and (notes == common).sum() > 1:
+        # one note for most rows (e.g. why a penalised model has no p-values): said once, not in every row
+        body.append(h.para(f"Note on the rows marked *: {common}.", muted=True))
+        table = table.assign(note=[("*" if n == common else n.replace(common, "*")) for n in notes])
     cols = [c for c in ("term", "unit", "hr", "ci_low", "ci_high", "p_value", "note") if c in table.columns]
     body.append(h.table(table, cols, headers={"hr": "HR", "ci_low": "95 % low", "ci_high": "95 % high",
                                               "p_value": "Wald p"}, caption="Hazard ratios (saved model)"))

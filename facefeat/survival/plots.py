@@ -171,7 +171,7 @@ def plot_calibration(calibration: dict[float, pd.DataFrame], path: str | Path, *
     ax.set_ylim(0, 1)
     ax.set_xlabel("predicted survival")
     ax.set_ylabel("observed survival (Kaplan-Meier)")
-    ax.set_title(title or f"Calibration: {calibration_groups_phrase(n_groups)}")
+    ax.set_title(title or f"Calibration: {calibration_groups_phrase(n_groups)}", fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
