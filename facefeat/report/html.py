@@ -73,7 +73,8 @@ def esc(value: Any) -> str:
 
 
 def fmt_number(value: Any, digits: int = 3) -> str:
-    """A number for a table cell: integers as is, floats to ``digits`` decimals, NaN empty."""
+    """A number for a table cell: integers as is, floats to ``digits`` decimals (below that in
+    scientific notation, never a misleading 0.000), NaN empty."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -88,6 +89,8 @@ def fmt_number(value: Any, digits: int = 3) -> str:
         return ""
     if abs(f) >= 1e6:
         return f"{f:.{digits}g}"
+    if f != 0 and abs(f) < 0.5 * 10 ** -digits:  # would print as 0.000: a p-value of 3e-17 is not 0
+        return f"{f:.2g}"
     text = f"{f:.{digits}f}"
     return text[1:] if text.startswith("-") and not text.strip("-0.") else text  # no "-0.000"
 
