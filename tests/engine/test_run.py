@@ -215,7 +215,7 @@ def test_out_holding_other_inputs_is_refused_unless_overwrite(tmp_path, examples
 
 
 def test_run_json_of_an_earlier_facefeat_resumes(tmp_path):
-    """run.json of facefeat < 0.3 held the input as a plain string: a folder made then is still a run
+    """run.json of facefeat 0.1 held the input as a plain string: a folder made then is still a run
     folder (the tables' provenance says which inputs), not an 'unreadable' error."""
     cohort = _cohort(tmp_path, 2)
     out = tmp_path / "run"
