@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Callable
 
 EXTRACT_EPILOG = """\
 examples:
@@ -74,7 +75,10 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=cmd_inspect)
 
 
-def _run_config(args) -> dict:
+def run_config(args, *, sections: Callable[[dict], dict] | None = None) -> dict:
+    """The run config a command line describes: the --config file, then the flags, then
+    ``sections(config)`` (a command's own config section, e.g. ``robustness``), then the ``-s``
+    overrides, which win over everything."""
     from facefeat.engine.config import load_config_file, merge, parse_overrides
     from facefeat.errors import ConfigError
 
@@ -83,6 +87,8 @@ def _run_config(args) -> dict:
              "batch_size": args.batch_size, "device": args.device,
              "paths": False if getattr(args, "no_paths", False) else None}
     config = merge(config, {k: v for k, v in flags.items() if v is not None})
+    if sections is not None:
+        config = sections(config)
     config = merge(config, parse_overrides(args.overrides))
     for key, flag in (("input", "INPUT"), ("out", "--out")):
         if not config.get(key):
@@ -95,7 +101,7 @@ def cmd_extract(args) -> int:
     from facefeat.engine.run import plan_run, run_extraction
     from facefeat.errors import ConfigError
 
-    config = _run_config(args)
+    config = run_config(args)
     check_devices(config, option="--device")  # before the schema, so 'tpu' gets the list of devices too
     if args.validate:
         plan = plan_run(config)

@@ -51,14 +51,15 @@ def add_commands(subparsers) -> None:
 
 def robustness_config(args) -> dict:
     """The run config (with its ``robustness`` section) a command line describes."""
-    from facefeat.engine.config import load_config_file, merge, parse_overrides
+    from facefeat.engine.cli import run_config
+
+    return run_config(args, sections=lambda config: _robustness_section(args, config))
+
+
+def _robustness_section(args, config: dict) -> dict:
     from facefeat.errors import ConfigError
     from facefeat.robustness.perturb import DEFAULT_PERTURBATIONS
 
-    config = load_config_file(args.config) if args.config else {}
-    flags = {"input": args.input, "out": args.out, "extractors": args.extractors, "jobs": args.jobs,
-             "batch_size": args.batch_size, "device": args.device}
-    config = merge(config, {k: v for k, v in flags.items() if v is not None})
     section: dict = {}
     if args.perturbations:
         names = [x.strip() for x in args.perturbations.split(",") if x.strip()]
@@ -80,10 +81,6 @@ def robustness_config(args) -> dict:
         base = dict(config.get("robustness") or {})
         base.update(section)
         config["robustness"] = base
-    config = merge(config, parse_overrides(args.overrides))
-    for key, flag in (("input", "INPUT"), ("out", "--out")):
-        if not config.get(key):
-            raise ConfigError(f"no {key} given: pass {flag} or set '{key}' in the config file")
     return config
 
 
