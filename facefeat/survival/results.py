@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from facefeat.io.atomic import write_bytes_atomic
+from facefeat.io.atomic import atomic_output, write_bytes_atomic
 from facefeat.io.jsonsafe import dumps_json
 
 RESULTS_FILE = "results.json"
@@ -47,9 +47,8 @@ def write_cv_results(out: str | Path, res: Any, *, model: Any, fusion: str | Non
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    with_oof = res.oof.copy()
-    with_oof.to_csv(out / (".tmp-" + OOF_FILE), index=False)
-    (out / (".tmp-" + OOF_FILE)).replace(out / OOF_FILE)
+    with atomic_output(out / OOF_FILE) as tmp:
+        res.oof.to_csv(tmp, index=False)
     data = {"mode": "cross-validation", "model": model, "fusion": fusion, "spec_sha256": spec_sha256,
             **(extra or {}), **res.to_dict()}
     write_results(out, data, f"# {title}\n\n" + res.to_markdown() + extra_markdown)
